@@ -1,0 +1,167 @@
+// A DERP-over-HTTP client, the counterpart of Go's derphttp.Client for http:// URLs.
+// PROTOCOL.md §3 (handshake), §6.1–6.2 (HTTP upgrade), §7 (client semantics).
+//
+// Blocking and thread-safe: any thread may call any method. Asio stays behind the pimpl; the
+// client owns one event loop on a background thread that reads the connection continuously.
+//
+// Connection lifecycle (§7.1): the client connects lazily (connect(), send(), recv(), ping()
+// and the mesh calls connect on demand; send_ping()/send_pong() never do). Any error on an
+// established connection drops it and is returned; the next call reconnects. Each successful
+// connect increments the connection generation (the first is 1). After close() every call
+// returns a kClosed error.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "derp/frame.h"
+#include "derp/handshake.h"
+#include "derp/key.h"
+#include "derp/result.h"
+
+namespace derp {
+
+struct ClientOptions {
+  NodePrivate private_key;  // our identity (required; see NodePrivate::generate())
+  // http://host[:port][/path]; port defaults to 80, path to /derp. https:// is refused for now
+  // with kUsage (TLS comes later).
+  std::string server_url;
+  std::optional<NodePublic> server_key;  // pin: the handshake fails (kProtocol) on mismatch
+  MeshKey mesh_key;                      // zero = not a mesh client
+  bool can_ack_pings = true;             // answer server Pings with Pongs automatically
+  bool is_prober = false;
+  bool watch_connection_changes = false;  // send WatchConns after every connect (mesh only)
+  std::string app_name;                   // ClientInfo AppName (stats only); empty = omitted
+  std::chrono::milliseconds connect_timeout{10000};  // the whole connect, DNS to ServerInfo
+  std::chrono::milliseconds write_timeout{10000};    // one frame write; expiry drops the conn
+  // Received messages buffered before the reader stops reading (TCP back-pressure; the client
+  // never drops). Must be ≥ 1.
+  size_t recv_queue_depth = 256;
+  // One line per event worth knowing (connects, dropped connections, skipped frames). Called
+  // from the client's event-loop thread and API threads; must be thread-safe.
+  std::function<void(std::string_view)> log;
+};
+
+// ---- Received messages (owned copies; valid after the next call).
+struct ServerInfoMessage {
+  ServerInfo info;
+};
+struct ReceivedPacket {
+  NodePublic src;
+  std::vector<uint8_t> data;
+};
+struct PeerGoneMessage {
+  NodePublic peer;
+  PeerGoneReason reason = PeerGoneReason::kDisconnected;
+};
+struct PeerPresentMessage {
+  NodePublic peer;
+  bool has_endpoint = false;  // the relay sent the peer's address (≥ 50-byte frame)
+  std::array<uint8_t, 16> ip16{};
+  uint16_t port = 0;
+  bool has_flags = false;  // the relay sent flags (≥ 51-byte frame)
+  uint8_t flags = 0;
+};
+struct KeepAliveMessage {};
+struct PingMessage {  // a relay asked us to echo this (already answered when can_ack_pings)
+  PingData data{};
+};
+struct PongMessage {  // a Pong that no ping() call was waiting for
+  PingData data{};
+};
+struct HealthMessage {
+  std::string problem;  // empty = healthy again
+};
+struct ServerRestartingMessage {
+  std::chrono::milliseconds reconnect_in{0};
+  std::chrono::milliseconds try_for{0};
+};
+
+using ReceivedMessage = std::variant<ServerInfoMessage, ReceivedPacket, PeerGoneMessage,
+                                     PeerPresentMessage, KeepAliveMessage, PingMessage, PongMessage,
+                                     HealthMessage, ServerRestartingMessage>;
+
+// "ServerInfo", "ReceivedPacket", ... (logs, tools).
+const char* received_message_name(const ReceivedMessage& message);
+
+struct ReceivedDetail {
+  ReceivedMessage message;
+  uint64_t generation = 0;  // the connection it arrived on (1 = first connect)
+};
+
+struct ConnectedState {
+  bool connected = false;
+  bool connecting = false;
+  bool closed = false;
+  std::string local_addr;  // "127.0.0.1:54321" when connected
+};
+
+class Client {
+ public:
+  // Validates the options (kUsage on a bad URL, https://, zero private key) and starts the
+  // event-loop thread. Never connects.
+  static Result<std::unique_ptr<Client>> create(ClientOptions options);
+  ~Client();  // close() and join
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects unless already connected. Errors: kDns, kConnect, kHttp, kProtocol, kTimeout.
+  Result<void> connect();
+
+  // Sends one packet (≤ 64 KiB, else kUsage) to dst through the relay. Connects on demand.
+  Result<void> send(const NodePublic& dst, std::span<const uint8_t> data);
+
+  // The next message, waiting up to `timeout`. Connects on demand. kTimeout when nothing came
+  // (the connection stays up); a connection error once the messages read before it are drained.
+  Result<ReceivedMessage> recv(std::chrono::milliseconds timeout);
+  Result<ReceivedDetail> recv_detail(std::chrono::milliseconds timeout);
+
+  // Sends a Ping with fresh random data and waits for its Pong, whether or not anyone is
+  // calling recv() (the Pong is consumed here). Connects on demand. Returns the round trip.
+  Result<std::chrono::nanoseconds> ping(std::chrono::milliseconds timeout);
+
+  // Low-level frames. Never connect: kIo "not connected" when there is no connection.
+  Result<void> send_ping(const PingData& data);
+  Result<void> send_pong(const PingData& data);
+
+  // Tells the relay whether it is our home (stats only). Remembered and re-sent after every
+  // reconnect; sent now only if connected.
+  Result<void> note_preferred(bool preferred);
+
+  // Mesh-only frames (the relay closes the connection of a client without the mesh key).
+  Result<void> close_peer(const NodePublic& target);
+  Result<void> forward_packet(const NodePublic& src, const NodePublic& dst,
+                              std::span<const uint8_t> data);
+  Result<void> watch_conns();
+
+  // Closes the connection and the client for good. Idempotent.
+  void close();
+
+  // The relay's key once a connect has succeeded (zero before).
+  NodePublic server_public_key() const;
+  NodePublic self_public_key() const;
+  // Local address of the current connection; never connects. kIo when not connected.
+  Result<std::string> local_addr() const;
+  ConnectedState connected_state() const;
+  // Generation of the current (or last) connection; 0 before the first connect.
+  uint64_t generation() const;
+  // The canonical server URL, e.g. "http://127.0.0.1:3340/derp".
+  std::string server_url() const;
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace derp

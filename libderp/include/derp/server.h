@@ -1,0 +1,60 @@
+// The relay: DERP over HTTP on a listening socket, with derper's routing and endpoints.
+// PROTOCOL.md §4 (behaviour), §6 (HTTP). Asio stays behind the pimpl.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "derp/key.h"
+#include "derp/result.h"
+
+namespace derp {
+
+struct ServerOptions {
+  NodePrivate private_key;                   // the relay's identity (required)
+  std::string listen_addr = "127.0.0.1:3340";  // host:port; port 0 picks an ephemeral port
+  int threads = 0;                           // event loops; 0 = one per core
+  size_t per_client_queue_depth = 32;        // per queue (data and disco), as derper
+  std::chrono::milliseconds write_timeout{2000};      // per flush; 0 = none
+  std::chrono::milliseconds handshake_timeout{10000};  // per handshake step and HTTP head
+  std::chrono::milliseconds keep_alive{60000};         // KeepAlive period (+ up to 5 s jitter)
+  MeshKey mesh_key;                          // zero = no mesh peers
+  // One line per event worth knowing (start, refused client...). Called from relay threads.
+  std::function<void(std::string_view)> log;
+  bool verbose = false;                      // also log per-connection lines
+};
+
+class Server {
+ public:
+  // Binds the listener and starts the event loops. Errors: kUsage (bad address), kConnect
+  // (bind failed, e.g. address in use).
+  static Result<std::unique_ptr<Server>> start(ServerOptions options);
+  ~Server();  // stop() and join
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound address, e.g. "127.0.0.1:40123", and its port.
+  std::string local_address() const;
+  uint16_t port() const;
+  NodePublic public_key() const;
+
+  // Counters and gauges under derper's expvar names (PROTOCOL.md §6.6), e.g. "accepts",
+  // "packets_received", "gauge_current_connections", "packets_dropped_reason_unknown_dest".
+  std::map<std::string, int64_t> counters() const;
+
+  // Closes the listener and every connection, then joins the loops. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace derp

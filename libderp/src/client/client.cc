@@ -1,0 +1,712 @@
+// derp::Client: lazy connect, a background reader with a bounded queue, serialized writes.
+// Threads: API calls block on futures/condition variables; every socket operation runs on the
+// client's single io_context thread.
+#include "derp/client.h"
+
+#include <sodium.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "client/messages.h"
+#include "net/client_stream.h"
+#include "net/dial_deadline.h"
+#include "net/dial_tcp.h"
+#include "net/http_upgrade_client.h"
+#include "net/url.h"
+
+namespace derp {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+namespace {
+
+constexpr size_t kReadBufferSize = 64 * 1024;
+constexpr const char* kUserAgent = "libderp/" DERP_VERSION_STRING;
+
+Error closed_error() { return Error(ErrorKind::kClosed, "client closed"); }
+
+struct WriteOp {
+  std::vector<uint8_t> bytes;
+  std::shared_ptr<std::promise<error_code>> done;  // null: fire and forget (auto-pong)
+};
+
+// One established connection. Fields marked (io) are touched only on the io thread; fields
+// marked (mu) are guarded by Client::Impl::mu_.
+struct Conn {
+  Conn(asio::any_io_executor ex, std::unique_ptr<net::ClientStream> s, FrameReader r)
+      : stream(std::move(s)), reader(std::move(r)), space_signal(ex) {}
+
+  std::unique_ptr<net::ClientStream> stream;
+  uint64_t generation = 0;
+  NodePublic server_key;
+  std::string where;  // host:port, for messages
+  std::string local_addr;
+
+  FrameReader reader;            // (io)
+  std::vector<uint8_t> pending;  // (io) bytes read with the handshake, not yet parsed
+  std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadBufferSize);  // (io)
+  std::span<const uint8_t> input;       // (io) unparsed part of pending / read_buf
+  std::optional<ReceivedMessage> held;  // (io) decoded, waiting for room in the queue
+  std::deque<WriteOp> write_queue;      // (io)
+  bool writing = false;                 // (io)
+  asio::steady_timer space_signal;      // (io) wakes the reader when the queue has room
+
+  bool dead = false;            // (mu)
+  std::optional<Error> error;   // (mu) why it died
+  bool reader_waiting = false;  // (mu) reader is parked until recv() makes room
+};
+
+// co_spawn wants a default-constructible result.
+struct ConnectOutcome {
+  Result<std::shared_ptr<Conn>> result = closed_error();
+};
+
+struct PendingPing {
+  std::promise<Result<Clock::time_point>> answer;
+};
+
+}  // namespace
+
+struct Client::Impl {
+  explicit Impl(ClientOptions o, net::DerpUrl u)
+      : opts(std::move(o)),
+        url(std::move(u)),
+        self_pub(opts.private_key.public_key()),
+        work(asio::make_work_guard(io)) {}
+
+  ClientOptions opts;
+  const net::DerpUrl url;
+  const NodePublic self_pub;
+
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::thread thread;
+
+  std::mutex connect_mu;  // one connect at a time
+
+  mutable std::mutex mu;
+  std::condition_variable cv;  // queue, connection death, close
+  bool closed = false;
+  bool connecting = false;
+  std::shared_ptr<Conn> conn;
+  uint64_t generation = 0;
+  NodePublic server_pub;
+  std::optional<bool> preferred;
+  std::deque<ReceivedDetail> queue;
+  std::map<PingData, std::shared_ptr<PendingPing>> pings;
+  std::shared_ptr<net::DialDeadline> dialing;  // (io) the connect in progress
+
+  void log(const std::string& line) const {
+    if (opts.log) opts.log(line);
+  }
+
+  // ---- connection state
+
+  // Marks c dead with err (first error wins), fails waiters, closes the stream. Any thread.
+  void fail(const std::shared_ptr<Conn>& c, Error err) {
+    {
+      std::lock_guard lk(mu);
+      if (c->dead) return;
+      c->dead = true;
+      c->error = err;
+      for (auto& [data, p] : pings) p->answer.set_value(err);
+      pings.clear();
+    }
+    cv.notify_all();
+    log("derp client: connection " + std::to_string(c->generation) + " to " + c->where +
+        " dropped: " + err.message);
+    asio::post(io, [c] {
+      c->stream->close();
+      c->space_signal.cancel();
+      for (auto& op : c->write_queue) {
+        if (op.done) op.done->set_value(asio::error::operation_aborted);
+      }
+      c->write_queue.clear();
+    });
+  }
+
+  // Returns the live connection, connecting if needed. With report_dead, a connection that died
+  // since the last call makes this call return its error (and the next one reconnect).
+  Result<std::shared_ptr<Conn>> ensure_conn(bool report_dead) {
+    std::lock_guard connect_lock(connect_mu);
+    {
+      std::lock_guard lk(mu);
+      if (closed) return closed_error();
+      if (conn && !conn->dead) return conn;
+      if (conn && conn->dead) {
+        Error e = *conn->error;
+        conn.reset();
+        if (report_dead) return e;
+      }
+      connecting = true;
+    }
+    const uint64_t gen = generation + 1;  // generation only changes under connect_mu
+    Result<std::shared_ptr<Conn>> r = closed_error();
+    try {
+      auto fut = asio::co_spawn(io, do_connect(gen), asio::use_future);
+      r = fut.get().result;
+    } catch (const std::exception&) {
+      r = closed_error();  // the loop stopped under us: close()/destructor
+    }
+    std::lock_guard lk(mu);
+    connecting = false;
+    if (!r) return r;
+    return conn;
+  }
+
+  asio::awaitable<ConnectOutcome> do_connect(uint64_t gen) {
+    auto ex = io.get_executor();
+    auto deadline = std::make_shared<net::DialDeadline>(ex, opts.connect_timeout);
+    dialing = deadline;
+    // Not `ConnectOutcome out{co_await ...}`: GCC 12 destroys the temporary of a co_await in a
+    // braced initializer twice (a shared_ptr then loses a reference).
+    auto result = co_await dial_and_handshake(gen, *deadline);
+    ConnectOutcome out;
+    out.result = std::move(result);
+    dialing.reset();
+    co_return out;
+  }
+
+  asio::awaitable<Result<std::shared_ptr<Conn>>> dial_and_handshake(uint64_t gen,
+                                                                    net::DialDeadline& deadline) {
+    auto ex = io.get_executor();
+    const std::string where = url.host_port();
+    auto sock = co_await net::dial_tcp(url.host, url.port, where, deadline);
+    if (!sock) co_return std::move(sock).error();
+    auto stream = net::make_tcp_client_stream(std::move(*sock));
+    auto up = co_await net::http_upgrade(*stream, url, kUserAgent, deadline);
+    if (!up) co_return std::move(up).error();
+
+    deadline.on_expiry([s = stream.get()] { s->close(); });
+    auto c = std::make_shared<Conn>(ex, std::move(stream), FrameReader(FrameReader::Role::kClient));
+    c->generation = gen;
+    c->where = where;
+    c->local_addr = c->stream->local_address();
+
+    auto timeout = [&](const char* step) {
+      return Error(ErrorKind::kTimeout, "connect to " + where + ": timed out after " +
+                                            net::format_duration(deadline.budget()) + " (" + step +
+                                            ")");
+    };
+    auto handshake_error = [&](const Error& e) { return e.wrap("handshake with " + where); };
+
+    // Reads until the next whole frame. Bytes after it stay in `input`/c->pending.
+    std::vector<uint8_t> buf(kReadBufferSize);
+    std::vector<uint8_t> input_store = std::move(up->leftover);
+    std::span<const uint8_t> input(input_store);
+    auto next_frame = [&](const char* step) -> asio::awaitable<Result<FrameReader::Frame>> {
+      for (;;) {
+        auto f = c->reader.next(input);
+        if (!f) co_return handshake_error(f.error());
+        if (*f) co_return **f;
+        auto [ec, n] = co_await c->stream->read_some(asio::buffer(buf));
+        if (deadline.expired()) co_return timeout(step);
+        if (ec == asio::error::eof) {
+          co_return Error(
+              ErrorKind::kProtocol,
+              "handshake with " + where + ": server closed the connection (" + step + ")", ec);
+        }
+        if (ec) {
+          co_return Error(ErrorKind::kIo,
+                          "handshake with " + where + ": " + net::lower_first(ec.message()), ec);
+        }
+        input_store.assign(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
+        input = std::span<const uint8_t>(input_store);
+      }
+    };
+
+    auto first = co_await next_frame("waiting for the ServerKey frame");
+    if (!first) co_return std::move(first).error();
+    auto server_key = check_server_key_frame(*first, opts.server_key);
+    if (!server_key) co_return handshake_error(server_key.error());
+    c->server_key = *server_key;
+
+    ClientInfo info;
+    info.mesh_key = opts.mesh_key;
+    info.can_ack_pings = opts.can_ack_pings;
+    info.is_prober = opts.is_prober;
+    info.app_name = opts.app_name;
+    auto hello = encode_client_info_frame(opts.private_key, c->server_key, info);
+    auto [wec, wn] = co_await c->stream->write_all(asio::buffer(hello));
+    (void)wn;
+    if (deadline.expired()) co_return timeout("sending ClientInfo");
+    if (wec) {
+      co_return Error(ErrorKind::kIo,
+                      "handshake with " + where + ": " + net::lower_first(wec.message()), wec);
+    }
+
+    auto second = co_await next_frame("waiting for the ServerInfo frame");
+    if (!second) co_return std::move(second).error();
+    if (second->frame_type() != FrameType::kServerInfo) {
+      co_return Error(ErrorKind::kProtocol, "handshake with " + where +
+                                                ": expected ServerInfo, got " +
+                                                frame_type_name(second->type));
+    }
+    auto server_info = open_server_info(opts.private_key, c->server_key, second->payload);
+    if (!server_info) co_return handshake_error(server_info.error());
+    c->pending.assign(input.begin(), input.end());
+    deadline.on_expiry(nullptr);
+
+    // Frames the relay expects after every (re)connect, written before anything else.
+    std::vector<uint8_t> after;
+    {
+      std::lock_guard lk(mu);
+      if (closed) {
+        c->stream->close();
+        co_return closed_error();
+      }
+      if (preferred) {
+        std::array<uint8_t, kFrameHeaderLen + 1> f{};
+        after.insert(after.end(), f.begin(), f.begin() + encode_note_preferred(f, *preferred));
+      }
+      if (opts.watch_connection_changes) {
+        std::array<uint8_t, kFrameHeaderLen> f{};
+        after.insert(after.end(), f.begin(), f.begin() + encode_watch_conns(f));
+      }
+      conn = c;
+      generation = gen;
+      server_pub = c->server_key;
+      queue.push_back(ReceivedDetail{ServerInfoMessage{*server_info}, gen});
+    }
+    cv.notify_all();
+    if (!after.empty()) c->write_queue.push_back(WriteOp{std::move(after), nullptr});
+    start_writer(c);
+    c->input = std::span<const uint8_t>(c->pending);
+    process_input(c);
+    log("derp client: connected to " + url.to_string() + " (" + c->server_key.to_string() +
+        ") from " + c->local_addr + " as " + self_pub.to_string() + ", generation " +
+        std::to_string(gen));
+    co_return c;
+  }
+
+  // ---- reading (io thread)
+
+  // The read loop is callback-driven rather than one long coroutine: each read is a short
+  // coroutine, and the connection's lifetime rides on the handlers' shared_ptr copies.
+  void start_read(const std::shared_ptr<Conn>& c) {
+    asio::co_spawn(io, c->stream->read_some(asio::buffer(c->read_buf)),
+                   [this, c](std::exception_ptr e, net::IoResult r) {
+                     if (e) r = {asio::error::fault, 0};
+                     on_read(c, r);
+                   });
+  }
+
+  void on_read(const std::shared_ptr<Conn>& c, net::IoResult r) {
+    if (r.first) {
+      std::string why = r.first == asio::error::eof ? std::string("connection closed by server")
+                                                    : net::lower_first(r.first.message());
+      fail(c, Error(ErrorKind::kIo, "read from " + c->where + ": " + why, r.first));
+      return;
+    }
+    c->input = std::span<const uint8_t>(c->read_buf.data(), r.second);
+    process_input(c);
+  }
+
+  // Parses what was read and queues the messages; parks when the queue is full; reads again
+  // when the input is used up.
+  void process_input(const std::shared_ptr<Conn>& c) {
+    for (;;) {
+      if (c->held) {
+        if (!try_enqueue(c, c->held)) return;
+        if (c->held) {
+          // Back-pressure: stop reading until recv() makes room; TCP then slows the relay.
+          c->space_signal.expires_at(Clock::time_point::max());
+          c->space_signal.async_wait([this, c](const error_code&) { process_input(c); });
+          return;
+        }
+      }
+      auto f = c->reader.next(c->input);
+      if (!f) {
+        fail(c, f.error().wrap("read from " + c->where));
+        return;
+      }
+      if (!*f) break;
+      if (!handle_frame(c, **f, c->held)) return;
+    }
+    {
+      std::lock_guard lk(mu);
+      if (c->dead || closed) return;
+    }
+    start_read(c);
+  }
+
+  // Decodes one frame into *out (left empty for skipped/consumed frames). False when the
+  // connection is finished.
+  bool handle_frame(const std::shared_ptr<Conn>& c, const FrameReader::Frame& f,
+                    std::optional<ReceivedMessage>& out) {
+    auto d = client::decode_message(f, opts.private_key, c->server_key);
+    if (!d) {
+      fail(c, d.error().wrap("read from " + c->where));
+      return false;
+    }
+    if (!d->skipped_why.empty()) log("derp client: " + d->skipped_why);
+    if (!d->message) return true;
+    ReceivedMessage& m = *d->message;
+
+    if (auto* pong = std::get_if<PongMessage>(&m)) {
+      const auto now = Clock::now();
+      std::lock_guard lk(mu);
+      auto it = pings.find(pong->data);
+      if (it != pings.end()) {
+        it->second->answer.set_value(now);
+        pings.erase(it);
+        return true;  // answered a ping(): not the caller's business
+      }
+    }
+    if (auto* ping = std::get_if<PingMessage>(&m); ping && opts.can_ack_pings) {
+      std::vector<uint8_t> pong(kFrameHeaderLen + 8);
+      encode_pong(pong, ping->data);
+      c->write_queue.push_back(WriteOp{std::move(pong), nullptr});
+      start_writer(c);
+    }
+    out = std::move(m);
+    return true;
+  }
+
+  // Moves *m into the queue when there is room (then resets m). False when the connection is
+  // finished; m still set means "full: wait".
+  bool try_enqueue(const std::shared_ptr<Conn>& c, std::optional<ReceivedMessage>& m) {
+    {
+      std::lock_guard lk(mu);
+      if (c->dead || closed) return false;
+      if (queue.size() >= opts.recv_queue_depth) {
+        c->reader_waiting = true;  // recv() cancels space_signal when it makes room
+        return true;
+      }
+      queue.push_back(ReceivedDetail{std::move(*m), c->generation});
+      m.reset();
+    }
+    cv.notify_all();
+    return true;
+  }
+
+  // ---- writing (io thread)
+
+  void start_writer(const std::shared_ptr<Conn>& c) {
+    if (c->writing || c->write_queue.empty()) return;
+    c->writing = true;
+    write_next(c);
+  }
+
+  void write_next(const std::shared_ptr<Conn>& c) {
+    if (c->write_queue.empty()) {
+      c->writing = false;
+      return;
+    }
+    auto op = std::make_shared<WriteOp>(std::move(c->write_queue.front()));
+    c->write_queue.pop_front();
+    asio::co_spawn(
+        io, c->stream->write_all(asio::buffer(op->bytes)),
+        [this, c, op](std::exception_ptr e, net::IoResult r) {
+          if (e) r = {asio::error::fault, 0};
+          if (op->done) op->done->set_value(r.first);
+          if (r.first) {
+            c->writing = false;
+            fail(c, Error(ErrorKind::kIo,
+                          "write to " + c->where + ": " + net::lower_first(r.first.message()),
+                          r.first));
+            return;
+          }
+          write_next(c);
+        });
+  }
+
+  // Queues one frame on c and waits for it to be written (or the write timeout).
+  Result<void> write_on(const std::shared_ptr<Conn>& c, std::vector<uint8_t> frame) {
+    auto done = std::make_shared<std::promise<error_code>>();
+    auto fut = done->get_future();
+    asio::post(io, [this, c, frame = std::move(frame), done]() mutable {
+      if (c->dead) {
+        done->set_value(asio::error::operation_aborted);
+        return;
+      }
+      c->write_queue.push_back(WriteOp{std::move(frame), done});
+      start_writer(c);
+    });
+    error_code ec;
+    try {
+      if (fut.wait_for(opts.write_timeout) == std::future_status::timeout) {
+        Error e(ErrorKind::kTimeout, "write to " + c->where + ": timed out after " +
+                                         net::format_duration(opts.write_timeout));
+        fail(c, e);
+        forget(c);
+        return e;
+      }
+      ec = fut.get();
+    } catch (const std::exception&) {
+      return closed_error();
+    }
+    if (!ec) return {};
+    std::lock_guard lk(mu);
+    if (closed) return closed_error();
+    Error e = c->error ? *c->error
+                       : Error(ErrorKind::kIo,
+                               "write to " + c->where + ": " + net::lower_first(ec.message()), ec);
+    if (conn == c) conn.reset();  // error reported: the next call reconnects
+    return e;
+  }
+
+  // The caller has reported c's error: the next call starts a new connection.
+  void forget(const std::shared_ptr<Conn>& c) {
+    std::lock_guard lk(mu);
+    if (conn == c) conn.reset();
+  }
+
+  Result<void> write_frame(std::vector<uint8_t> frame, bool connect) {
+    std::shared_ptr<Conn> c;
+    if (connect) {
+      auto r = ensure_conn(true);
+      if (!r) return std::move(r).error();
+      c = *r;
+    } else {
+      std::lock_guard lk(mu);
+      if (closed) return closed_error();
+      if (!conn || conn->dead) return Error(ErrorKind::kIo, "not connected to " + url.host_port());
+      c = conn;
+    }
+    return write_on(c, std::move(frame));
+  }
+};
+
+// ---- Client
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
+  if (sodium_init() < 0) return Error(ErrorKind::kInternal, "libsodium failed to initialise");
+  if (options.private_key.is_zero()) {
+    return Error(ErrorKind::kUsage, "client private key is missing (all zero)");
+  }
+  auto url = net::parse_derp_url(options.server_url);
+  if (!url) return std::move(url).error();
+  if (url->tls) {
+    return Error(ErrorKind::kUsage,
+                 "https:// is not supported yet (server " + url->to_string() + "); use http://");
+  }
+  if (options.recv_queue_depth == 0) options.recv_queue_depth = 1;
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(*url));
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->io.run(); });
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Client::~Client() {
+  close();
+  impl_->work.reset();
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<void> Client::connect() {
+  auto r = impl_->ensure_conn(false);
+  if (!r) return std::move(r).error();
+  return {};
+}
+
+Result<void> Client::send(const NodePublic& dst, std::span<const uint8_t> data) {
+  if (data.size() > kMaxPacketSize) {
+    return Error(ErrorKind::kUsage, "packet of " + std::to_string(data.size()) +
+                                        " bytes is over the 65536-byte limit");
+  }
+  std::vector<uint8_t> frame(kFrameHeaderLen + kKeyLen + data.size());
+  encode_send_packet(frame, dst, data);
+  return impl_->write_frame(std::move(frame), true);
+}
+
+Result<ReceivedMessage> Client::recv(std::chrono::milliseconds timeout) {
+  auto r = recv_detail(timeout);
+  if (!r) return std::move(r).error();
+  return std::move(r->message);
+}
+
+Result<ReceivedDetail> Client::recv_detail(std::chrono::milliseconds timeout) {
+  Impl& d = *impl_;
+  const auto until = Clock::now() + timeout;
+  std::unique_lock lk(d.mu);
+  for (;;) {
+    if (d.closed) return closed_error();
+    if (!d.queue.empty()) {
+      ReceivedDetail m = std::move(d.queue.front());
+      d.queue.pop_front();
+      if (d.conn && d.conn->reader_waiting) {
+        d.conn->reader_waiting = false;
+        asio::post(d.io, [c = d.conn] { c->space_signal.cancel(); });
+      }
+      return m;
+    }
+    if (!d.conn || d.conn->dead) {
+      lk.unlock();
+      auto c = d.ensure_conn(true);
+      if (!c) return std::move(c).error();
+      lk.lock();
+      continue;
+    }
+    if (d.cv.wait_until(lk, until) == std::cv_status::timeout && d.queue.empty() && !d.closed &&
+        d.conn && !d.conn->dead) {
+      return Error(ErrorKind::kTimeout, "recv from " + d.url.host_port() + ": nothing within " +
+                                            net::format_duration(timeout));
+    }
+  }
+}
+
+Result<std::chrono::nanoseconds> Client::ping(std::chrono::milliseconds timeout) {
+  Impl& d = *impl_;
+  auto c = d.ensure_conn(true);
+  if (!c) return std::move(c).error();
+  PingData data;
+  auto pending = std::make_shared<PendingPing>();
+  auto answer = pending->answer.get_future();
+  {
+    std::lock_guard lk(d.mu);
+    do {
+      randombytes_buf(data.data(), data.size());
+    } while (d.pings.count(data));
+    d.pings[data] = pending;
+  }
+  std::vector<uint8_t> frame(kFrameHeaderLen + 8);
+  encode_ping(frame, data);
+  const auto start = Clock::now();
+  auto w = d.write_on(*c, std::move(frame));
+  auto forget_ping = [&] {
+    std::lock_guard lk(d.mu);
+    d.pings.erase(data);
+  };
+  if (!w) {
+    forget_ping();
+    return std::move(w).error();
+  }
+  if (answer.wait_for(timeout) == std::future_status::timeout) {
+    forget_ping();
+    return Error(ErrorKind::kTimeout,
+                 "ping " + d.url.host_port() + ": no pong within " + net::format_duration(timeout));
+  }
+  auto got = answer.get();
+  if (!got) {
+    d.forget(*c);
+    std::lock_guard lk(d.mu);
+    if (d.closed) return closed_error();
+    return std::move(got).error();
+  }
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(*got - start);
+}
+
+Result<void> Client::send_ping(const PingData& data) {
+  std::vector<uint8_t> frame(kFrameHeaderLen + 8);
+  encode_ping(frame, data);
+  return impl_->write_frame(std::move(frame), false);
+}
+
+Result<void> Client::send_pong(const PingData& data) {
+  std::vector<uint8_t> frame(kFrameHeaderLen + 8);
+  encode_pong(frame, data);
+  return impl_->write_frame(std::move(frame), false);
+}
+
+Result<void> Client::note_preferred(bool preferred) {
+  {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->closed) return closed_error();
+    impl_->preferred = preferred;
+    if (!impl_->conn || impl_->conn->dead) return {};  // sent after the next connect
+  }
+  std::vector<uint8_t> frame(kFrameHeaderLen + 1);
+  encode_note_preferred(frame, preferred);
+  return impl_->write_frame(std::move(frame), false);
+}
+
+Result<void> Client::close_peer(const NodePublic& target) {
+  std::vector<uint8_t> frame(kFrameHeaderLen + kKeyLen);
+  encode_close_peer(frame, target);
+  return impl_->write_frame(std::move(frame), true);
+}
+
+Result<void> Client::forward_packet(const NodePublic& src, const NodePublic& dst,
+                                    std::span<const uint8_t> data) {
+  if (data.size() > kMaxPacketSize) {
+    return Error(ErrorKind::kUsage, "packet of " + std::to_string(data.size()) +
+                                        " bytes is over the 65536-byte limit");
+  }
+  std::vector<uint8_t> frame(kFrameHeaderLen + 2 * kKeyLen + data.size());
+  encode_forward_packet(frame, src, dst, data);
+  return impl_->write_frame(std::move(frame), true);
+}
+
+Result<void> Client::watch_conns() {
+  std::vector<uint8_t> frame(kFrameHeaderLen);
+  encode_watch_conns(frame);
+  return impl_->write_frame(std::move(frame), true);
+}
+
+void Client::close() {
+  Impl& d = *impl_;
+  std::shared_ptr<Conn> c;
+  {
+    std::lock_guard lk(d.mu);
+    if (d.closed) return;
+    d.closed = true;
+    c = std::move(d.conn);
+    for (auto& [data, p] : d.pings) p->answer.set_value(closed_error());
+    d.pings.clear();
+    d.queue.clear();
+  }
+  d.cv.notify_all();
+  asio::post(d.io, [&d, c] {
+    if (d.dialing) d.dialing->abort();
+    if (c) {
+      c->stream->close();
+      c->space_signal.cancel();
+    }
+  });
+}
+
+NodePublic Client::server_public_key() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->server_pub;
+}
+
+NodePublic Client::self_public_key() const { return impl_->self_pub; }
+
+Result<std::string> Client::local_addr() const {
+  std::lock_guard lk(impl_->mu);
+  if (impl_->closed) return closed_error();
+  if (!impl_->conn || impl_->conn->dead) {
+    return Error(ErrorKind::kIo, "not connected to " + impl_->url.host_port());
+  }
+  return impl_->conn->local_addr;
+}
+
+ConnectedState Client::connected_state() const {
+  std::lock_guard lk(impl_->mu);
+  ConnectedState s;
+  s.closed = impl_->closed;
+  s.connecting = impl_->connecting;
+  s.connected = !s.closed && impl_->conn && !impl_->conn->dead;
+  if (s.connected) s.local_addr = impl_->conn->local_addr;
+  return s;
+}
+
+uint64_t Client::generation() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->generation;
+}
+
+std::string Client::server_url() const { return impl_->url.to_string(); }
+
+}  // namespace derp

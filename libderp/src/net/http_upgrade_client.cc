@@ -1,0 +1,128 @@
+#include "net/http_upgrade_client.h"
+
+#include <array>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <sstream>
+
+#include "net/dial_tcp.h"
+
+namespace derp::net {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxErrorBody = 64 * 1024;
+
+std::string first_line(std::string_view body) {
+  size_t end = body.find_first_of("\r\n");
+  std::string line(body.substr(0, end));
+  if (line.size() > 200) line = line.substr(0, 200) + "...";
+  return line;
+}
+
+}  // namespace
+
+std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent) {
+  http::request<http::empty_body> req{http::verb::get, url.target, 11};
+  req.set(http::field::host, url.host_header());
+  req.set(http::field::user_agent, user_agent);
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "DERP");
+  std::ostringstream out;
+  out << req;
+  return out.str();
+}
+
+asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, const DerpUrl& url,
+                                                      std::string_view user_agent,
+                                                      DialDeadline& deadline) {
+  const std::string where = url.host_port();
+  deadline.on_expiry([&stream] { stream.close(); });
+  auto timeout = [&] {
+    return Error(ErrorKind::kTimeout, "connect to " + where + ": timed out after " +
+                                          format_duration(deadline.budget()) +
+                                          " (waiting for the HTTP upgrade response)");
+  };
+  auto io_error = [&](const char* what, const boost::system::error_code& ec) {
+    if (ec == asio::error::eof) {
+      return Error(
+          ErrorKind::kHttp,
+          std::string("HTTP upgrade with ") + where + ": server closed the connection " + what, ec);
+    }
+    return Error(ErrorKind::kIo,
+                 std::string("HTTP upgrade with ") + where + ": " + lower_first(ec.message()), ec);
+  };
+
+  std::string request = build_upgrade_request(url, user_agent);
+  auto [wec, wn] = co_await stream.write_all(asio::buffer(request));
+  (void)wn;
+  if (deadline.expired()) co_return timeout();
+  if (wec) co_return io_error("while we sent the request", wec);
+
+  beast::flat_buffer buf;
+  http::response_parser<http::empty_body> head;
+  while (!head.is_header_done()) {
+    auto space = buf.prepare(kReadChunk);
+    auto [rec, n] = co_await stream.read_some(space);
+    if (deadline.expired()) co_return timeout();
+    if (rec) co_return io_error("before sending a response head", rec);
+    buf.commit(n);
+    boost::system::error_code pec;
+    size_t used = head.put(buf.data(), pec);
+    buf.consume(used);
+    if (pec && pec != http::error::need_more) {
+      co_return Error(ErrorKind::kHttp,
+                      "bad HTTP response from " + where + ": " + lower_first(pec.message()), pec);
+    }
+  }
+
+  const unsigned status = head.get().result_int();
+  if (status == 101) {
+    UpgradeResponse out;
+    auto data = buf.data();
+    const auto* p = static_cast<const uint8_t*>(data.data());
+    out.leftover.assign(p, p + data.size());
+    auto it = head.get().find("Derp-Public-Key");
+    if (it != head.get().end()) out.derp_public_key = std::string(it->value());
+    deadline.on_expiry(nullptr);
+    co_return out;
+  }
+
+  // Not upgraded: read (some of) the body so the message says why ("DERP requires connection
+  // upgrade"). Bounded by the same deadline; a broken body just gives a shorter message.
+  std::string reason(head.get().reason());
+  http::response_parser<http::string_body> body(std::move(head));
+  body.body_limit(kMaxErrorBody);
+  body.eager(true);
+  boost::system::error_code pec;
+  while (!body.is_done() && !pec) {
+    if (buf.size() > 0) {
+      size_t used = body.put(buf.data(), pec);
+      buf.consume(used);
+      if (pec == http::error::need_more) pec = {};
+      if (pec || body.is_done()) break;
+    }
+    auto space = buf.prepare(kReadChunk);
+    auto [rec, n] = co_await stream.read_some(space);
+    if (deadline.expired() || rec) {
+      if (rec == asio::error::eof) body.put_eof(pec);
+      break;
+    }
+    buf.commit(n);
+  }
+  deadline.on_expiry(nullptr);
+  std::string text = first_line(body.get().body());
+  if (text.empty()) text = reason.empty() ? "upgrade refused" : reason;
+  co_return Error(ErrorKind::kHttp,
+                  "HTTP " + std::to_string(status) + " from " + where + ": " + text);
+}
+
+}  // namespace derp::net

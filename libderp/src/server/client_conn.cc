@@ -1,0 +1,400 @@
+#include "server/client_conn.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "server/relay.h"
+
+namespace derp::server {
+
+namespace {
+std::atomic<uint64_t> g_next_conn_id{1};
+constexpr size_t kPacketHeadLen = kFrameHeaderLen + kKeyLen;
+}  // namespace
+
+ClientConn::ClientConn(Relay& relay, Stats& stats, ChunkPool& pool, const ServerOptions& opts)
+    : relay_(relay),
+      stats_(stats),
+      pool_(pool),
+      opts_(opts),
+      id_(g_next_conn_id.fetch_add(1, std::memory_order_relaxed)),
+      disco_q_(std::max<size_t>(1, opts.per_client_queue_depth)),
+      data_q_(std::max<size_t>(1, opts.per_client_queue_depth)) {
+  const size_t depth = std::max<size_t>(1, opts.per_client_queue_depth);
+  inflight_.reserve(2 * depth);
+  // preamble + two buffers per packet + control frames + pong + keep-alive.
+  bufs_capacity_ = 1 + 2 * 2 * depth + kMaxControlPerBatch + 2;
+  bufs_.reserve(bufs_capacity_);
+  encode_keep_alive(keep_alive_buf_);
+}
+
+ClientConn::~ClientConn() {
+  for (auto& e : inflight_) ChunkPool::unref(e.chunk);
+  inflight_.clear();
+  std::lock_guard lock(qmu_);
+  while (!disco_q_.empty()) ChunkPool::unref(disco_q_.pop_front().chunk);
+  while (!data_q_.empty()) ChunkPool::unref(data_q_.pop_front().chunk);
+}
+
+std::string ClientConn::peer_name() const {
+  if (presence_.key.is_zero()) return remote_;
+  return fmt::format("{} ({})", presence_.key.short_string(), remote_);
+}
+
+void ClientConn::schedule_locked(bool* need_post) {
+  if (!writing_ && !flush_posted_) {
+    flush_posted_ = true;
+    *need_post = true;
+  }
+}
+
+bool ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8_t* data,
+                                uint32_t len, bool disco) {
+  bool need_post = false;
+  bool first = false;
+  Chunk* evicted = nullptr;
+  uint32_t evicted_len = 0;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) {
+      stats_.drop(DropReason::kGoneDisconnected, disco, len);
+      return false;
+    }
+    PacketRing& q = disco ? disco_q_ : data_q_;
+    if (q.full()) {
+      // derper drops the oldest so that a stalled reader gets the freshest packets.
+      PacketEntry old = q.pop_front();
+      evicted = old.chunk;
+      evicted_len = old.len;
+    }
+    PacketEntry& e = q.push_back();
+    ChunkPool::ref(chunk);
+    e.chunk = chunk;
+    e.data = data;
+    e.len = len;
+    write_frame_header(e.head.data(), FrameType::kRecvPacket, static_cast<uint32_t>(kKeyLen + len));
+    std::memcpy(e.head.data() + kFrameHeaderLen, src.bytes.data(), kKeyLen);
+    if (received_from_.find(src) == received_from_.end()) {
+      received_from_.insert(src);
+      first = true;
+    }
+    schedule_locked(&need_post);
+  }
+  if (evicted) {
+    ChunkPool::unref(evicted);
+    stats_.drop(DropReason::kQueueHead, disco, evicted_len);
+  }
+  if (need_post) post_flush();
+  return first;
+}
+
+void ClientConn::push_control(const Control& c) { control_.push_back(c); }
+
+void ClientConn::enqueue_peer_gone_sent_from(const NodePublic& peer) {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_ || received_from_.erase(peer) == 0) return;
+    Control c;
+    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
+    push_control(c);
+    schedule_locked(&need_post);
+  }
+  stats_.add(Counter::kPeerGoneDisconnectedFrames);
+  if (need_post) post_flush();
+}
+
+void ClientConn::enqueue_watch_gone(const NodePublic& peer) {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) return;
+    Control c;
+    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
+    push_control(c);
+    schedule_locked(&need_post);
+  }
+  stats_.add(Counter::kPeerGoneDisconnectedFrames);
+  if (need_post) post_flush();
+}
+
+void ClientConn::enqueue_watch_present(const Presence& p) {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) return;
+    Control c;
+    c.len = static_cast<uint8_t>(encode_peer_present(c.bytes, p.key, p.ip16, p.port, p.flags));
+    push_control(c);
+    schedule_locked(&need_post);
+  }
+  if (need_post) post_flush();
+}
+
+void ClientConn::set_preamble(std::vector<uint8_t> bytes) {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    preamble_ = std::move(bytes);
+    schedule_locked(&need_post);
+  }
+  if (need_post) post_flush();
+}
+
+void ClientConn::queue_keep_alive() {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) return;
+    keep_alive_pending_ = true;
+    schedule_locked(&need_post);
+  }
+  if (need_post) post_flush();
+}
+
+bool ClientConn::begin_batch() {
+  std::lock_guard lock(qmu_);
+  flush_posted_ = false;
+  if (writing_ || closing_) return false;
+  bufs_.clear();
+  if (!preamble_.empty()) {
+    preamble_inflight_ = std::move(preamble_);
+    preamble_.clear();
+    bufs_.emplace_back(preamble_inflight_.data(), preamble_inflight_.size());
+  }
+  // Packets before control frames: a PeerGone(X) queued after a packet from X must not
+  // overtake it.
+  for (PacketRing* q : {&disco_q_, &data_q_}) {
+    while (!q->empty()) inflight_.push_back(q->pop_front());
+  }
+  for (const PacketEntry& e : inflight_) {
+    bufs_.emplace_back(e.head.data(), e.head.size());
+    if (e.len > 0) bufs_.emplace_back(e.data, e.len);
+  }
+  while (!control_.empty() && control_inflight_n_ < kMaxControlPerBatch) {
+    Control& c = control_inflight_[control_inflight_n_++];
+    c = control_.front();
+    control_.pop_front();
+    bufs_.emplace_back(c.bytes.data(), c.len);
+  }
+  if (pong_pending_) {
+    encode_pong(pong_buf_, pong_data_);
+    pong_pending_ = false;
+    pong_inflight_ = true;
+    bufs_.emplace_back(pong_buf_.data(), pong_buf_.size());
+  }
+  if (keep_alive_pending_) {
+    keep_alive_pending_ = false;
+    bufs_.emplace_back(keep_alive_buf_.data(), keep_alive_buf_.size());
+  }
+  if (bufs_.empty()) return false;
+  writing_ = true;
+  return true;
+}
+
+bool ClientConn::end_batch(bool ok) {
+  int64_t bytes = 0;
+  for (const PacketEntry& e : inflight_) {
+    ChunkPool::unref(e.chunk);
+    if (ok) {
+      bytes += e.len;
+    } else {
+      const bool disco = looks_like_disco({e.data, e.len});
+      stats_.drop(DropReason::kWriteError, disco, e.len);
+    }
+  }
+  if (ok) {
+    stats_.add(Counter::kPacketsSent, static_cast<int64_t>(inflight_.size()));
+    stats_.add(Counter::kBytesSent, bytes);
+    if (pong_inflight_) stats_.add(Counter::kSentPong);
+  }
+  inflight_.clear();
+  control_inflight_n_ = 0;
+  pong_inflight_ = false;
+  if (!preamble_inflight_.empty()) std::vector<uint8_t>().swap(preamble_inflight_);
+
+  std::lock_guard lock(qmu_);
+  writing_ = false;
+  return !closing_ && (!disco_q_.empty() || !data_q_.empty() || !control_.empty() ||
+                       pong_pending_ || keep_alive_pending_ || !preamble_.empty());
+}
+
+void ClientConn::shut_queues() {
+  std::lock_guard lock(qmu_);
+  if (closing_) return;
+  closing_ = true;
+  for (PacketRing* q : {&disco_q_, &data_q_}) {
+    const bool disco = q == &disco_q_;
+    while (!q->empty()) {
+      PacketEntry e = q->pop_front();
+      ChunkPool::unref(e.chunk);
+      stats_.drop(DropReason::kGoneDisconnected, disco, e.len);
+    }
+  }
+  control_.clear();
+  pong_pending_ = false;
+  keep_alive_pending_ = false;
+  received_from_.clear();
+}
+
+void ClientConn::note_closed_preferred() {
+  if (preferred_) {
+    preferred_ = false;
+    stats_.add(Counter::kGaugeHomeConnections, -1);
+  }
+}
+
+size_t ClientConn::pending_frame_size(const uint8_t* data, size_t len) const {
+  if (len < kFrameHeaderLen) return 0;
+  return kFrameHeaderLen + read_frame_header(data).length;
+}
+
+Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t len) {
+  size_t off = 0;
+  if (skip_remaining_ > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(skip_remaining_, len));
+    skip_remaining_ -= n;
+    off = n;
+  }
+  while (len - off >= kFrameHeaderLen) {
+    const FrameHeader h = read_frame_header(data + off);
+    const auto type = static_cast<FrameType>(h.type);
+    // ForwardPacket's sender is checked before its payload is read (§2.4).
+    if (type == FrameType::kForwardPacket && !mesh_) {
+      return Error(ErrorKind::kProtocol, "ForwardPacket from a client without the mesh key");
+    }
+    bool skip = false;
+    if (auto ok = FrameReader::check_header(FrameReader::Role::kServer, h, &skip); !ok) {
+      return std::move(ok).error();
+    }
+    if ((type == FrameType::kWatchConns || type == FrameType::kClosePeer) && !mesh_) {
+      return Error(ErrorKind::kProtocol,
+                   fmt::format("{} from a client without the mesh key", frame_type_name(h.type)));
+    }
+    // A second ClientInfo is just another frame derper reads and discards.
+    if (type == FrameType::kClientInfo) skip = true;
+
+    if (dup.load(std::memory_order_relaxed) && !active.load(std::memory_order_relaxed)) {
+      relay_.note_dup_activity(this);
+    }
+    const size_t avail = len - off - kFrameHeaderLen;
+    if (skip) {
+      if (avail >= h.length) {
+        off += kFrameHeaderLen + h.length;
+      } else {
+        skip_remaining_ = h.length - avail;
+        off = len;
+      }
+      continue;
+    }
+    if (avail < h.length) break;  // kept frames are ≤ 64 KiB + 69: the chunk will hold it
+    if (auto ok = handle_frame(chunk, h.type, data + off + kFrameHeaderLen, h.length); !ok) {
+      return std::move(ok).error();
+    }
+    off += kFrameHeaderLen + h.length;
+  }
+  return off;
+}
+
+Result<void> ClientConn::handle_frame(Chunk* chunk, uint8_t type, uint8_t* payload, uint32_t len) {
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::kSendPacket: {
+      const NodePublic dst = NodePublic::from_bytes(payload);
+      const uint8_t* pkt = payload + kKeyLen;
+      const uint32_t n = len - static_cast<uint32_t>(kKeyLen);
+      const bool disco = looks_like_disco({pkt, n});
+      stats_.add(Counter::kPacketsReceived);
+      stats_.add(Counter::kBytesReceived, n);
+      stats_.add(disco ? Counter::kPacketsReceivedDisco : Counter::kPacketsReceivedOther);
+      if (!relay_.route(presence_.key, dst, chunk, pkt, n, disco, false) && disco) {
+        maybe_send_not_here(dst);
+      }
+      return {};
+    }
+    case FrameType::kForwardPacket: {
+      const NodePublic src = NodePublic::from_bytes(payload);
+      const NodePublic dst = NodePublic::from_bytes(payload + kKeyLen);
+      const uint8_t* pkt = payload + 2 * kKeyLen;
+      const uint32_t n = len - static_cast<uint32_t>(2 * kKeyLen);
+      const bool disco = looks_like_disco({pkt, n});
+      stats_.add(Counter::kPacketsForwardedIn);
+      stats_.add(Counter::kPacketsReceived);
+      stats_.add(Counter::kBytesReceived, n);
+      stats_.add(disco ? Counter::kPacketsReceivedDisco : Counter::kPacketsReceivedOther);
+      if (!relay_.route(src, dst, chunk, pkt, n, disco, true) && disco) {
+        maybe_send_not_here(dst);
+      }
+      return {};
+    }
+    case FrameType::kNotePreferred:
+      handle_note_preferred(payload[0] != 0);
+      return {};
+    case FrameType::kWatchConns:
+      // A derper meshing with itself would watch its own clients: ignore.
+      if (presence_.key != opts_.private_key.public_key()) {
+        relay_.add_watcher(shared_from_this());
+      }
+      return {};
+    case FrameType::kClosePeer: {
+      const NodePublic target = NodePublic::from_bytes(payload);
+      if (!relay_.close_peer(target) && opts_.log) {
+        opts_.log(
+            fmt::format("ClosePeer from {}: {} is not connected", peer_name(), target.to_string()));
+      }
+      return {};
+    }
+    case FrameType::kPing:
+      handle_ping(payload);
+      return {};
+    default:
+      return {};
+  }
+}
+
+void ClientConn::handle_ping(const uint8_t* payload) {
+  stats_.add(Counter::kGotPing);
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_ || pong_pending_) return;  // one pending pong; extra pings are ignored
+    pong_pending_ = true;
+    std::memcpy(pong_data_.data(), payload, pong_data_.size());
+    schedule_locked(&need_post);
+  }
+  if (need_post) post_flush();
+}
+
+void ClientConn::handle_note_preferred(bool preferred) {
+  if (preferred == preferred_) return;
+  preferred_ = preferred;
+  stats_.add(Counter::kGaugeHomeConnections, preferred ? 1 : -1);
+  // Moves right after connecting are initial state, not clients changing home.
+  if (std::chrono::steady_clock::now() - accepted_at_ > std::chrono::seconds(5)) {
+    stats_.add(preferred ? Counter::kHomeMovesIn : Counter::kHomeMovesOut);
+  }
+}
+
+void ClientConn::maybe_send_not_here(const NodePublic& dst) {
+  // Token bucket: burst 3, one token per second (derper's per-connection limiter).
+  const auto now = std::chrono::steady_clock::now();
+  const double elapsed = std::chrono::duration<double>(now - not_here_refill_).count();
+  not_here_refill_ = now;
+  not_here_tokens_ = std::min(3.0, not_here_tokens_ + elapsed);
+  if (not_here_tokens_ < 1.0) return;
+  not_here_tokens_ -= 1.0;
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) return;
+    Control c;
+    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, dst, PeerGoneReason::kNotHere));
+    push_control(c);
+    schedule_locked(&need_post);
+  }
+  stats_.add(Counter::kPeerGoneNotHereFrames);
+  if (need_post) post_flush();
+}
+
+}  // namespace derp::server

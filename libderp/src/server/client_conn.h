@@ -1,0 +1,190 @@
+// One registered DERP connection as the relay core sees it: identity, the two bounded packet
+// queues of PROTOCOL.md §4.3, pending control frames, and the frame dispatcher for what the
+// client sends. The byte stream itself (TCP now; TLS / WebSocket later) lives in the derived
+// Connection<Stream> (connection.h), which only moves bytes.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio/buffer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "derp/frame.h"
+#include "derp/key.h"
+#include "derp/result.h"
+#include "derp/server.h"
+#include "server/chunk_pool.h"
+#include "server/stats.h"
+
+namespace derp::server {
+
+class Relay;
+
+// A RecvPacket waiting for the destination's writer: the 37-byte frame head (type, length,
+// source key) inline, the payload still in the sender's read chunk.
+struct PacketEntry {
+  Chunk* chunk = nullptr;  // holds one reference
+  const uint8_t* data = nullptr;
+  uint32_t len = 0;
+  std::array<uint8_t, kFrameHeaderLen + kKeyLen> head{};
+};
+
+// Fixed-capacity FIFO, allocated once.
+class PacketRing {
+ public:
+  explicit PacketRing(size_t capacity) : slots_(capacity) {}
+  bool empty() const { return size_ == 0; }
+  bool full() const { return size_ == slots_.size(); }
+  size_t size() const { return size_; }
+  PacketEntry& push_back() {
+    PacketEntry& e = slots_[(head_ + size_) % slots_.size()];
+    ++size_;
+    return e;
+  }
+  PacketEntry pop_front() {
+    PacketEntry e = slots_[head_];
+    head_ = (head_ + 1) % slots_.size();
+    --size_;
+    return e;
+  }
+
+ private:
+  std::vector<PacketEntry> slots_;
+  size_t head_ = 0;
+  size_t size_ = 0;
+};
+
+// What watchers learn about a connection (PeerPresent).
+struct Presence {
+  NodePublic key;
+  std::array<uint8_t, 16> ip16{};
+  uint16_t port = 0;
+  uint8_t flags = peer_present_flags::kIsRegular;
+};
+
+class ClientConn : public std::enable_shared_from_this<ClientConn> {
+ public:
+  ClientConn(Relay& relay, Stats& stats, ChunkPool& pool, const ServerOptions& opts);
+  virtual ~ClientConn();
+  ClientConn(const ClientConn&) = delete;
+  ClientConn& operator=(const ClientConn&) = delete;
+
+  // ---- Called from any thread.
+
+  // Queues a RecvPacket from `src` (§4.3 drop policy). Returns true when this is the first
+  // packet from `src` since its last PeerGone here (the relay then remembers the pair).
+  bool enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8_t* data, uint32_t len,
+                      bool disco);
+  // PeerGone(Disconnected) for a key this connection was handed packets from.
+  void enqueue_peer_gone_sent_from(const NodePublic& peer);
+  // PeerGone / PeerPresent for a watcher.
+  void enqueue_watch_gone(const NodePublic& peer);
+  void enqueue_watch_present(const Presence& p);
+  // Closes the connection on its own loop.
+  virtual void close_async(std::string why) = 0;
+
+  const NodePublic& key() const { return presence_.key; }
+  const Presence& presence() const { return presence_; }
+  bool is_mesh() const { return mesh_; }
+  uint64_t id() const { return id_; }
+  std::string peer_name() const;  // "nodekey:… from 1.2.3.4:5678" for logs
+
+  // Duplicate-client state, written by the relay under its lock.
+  std::atomic<bool> dup{false};
+  std::atomic<bool> active{false};
+  bool registered = false;  // relay lock
+  bool watcher = false;     // relay lock
+
+ protected:
+  // ---- Used by the derived stream class, on the connection's own loop.
+
+  // Schedules flush() on the connection's loop (called with qmu_ released).
+  virtual void post_flush() = 0;
+
+  // Parses and acts on every whole frame in [data, data+len) of `chunk`. Returns the bytes
+  // consumed (a partial frame at the end is left), or the error that must close the connection.
+  Result<size_t> process_frames(Chunk* chunk, uint8_t* data, size_t len);
+  // Bytes the frame starting at `data` needs in total, when known (0 = header incomplete).
+  size_t pending_frame_size(const uint8_t* data, size_t len) const;
+
+  // Collects everything queued into bufs_ (one gathered write). False when nothing is queued
+  // or a write is already running.
+  bool begin_batch();
+  // Releases what the finished write held; true when more is queued (write again).
+  bool end_batch(bool ok);
+  // Marks the connection closing: later packets are dropped, queued ones counted as
+  // gone_disconnected. Idempotent.
+  void shut_queues();
+
+  void set_identity(const Presence& p, bool mesh) { presence_ = p, mesh_ = mesh; }
+  void set_preamble(std::vector<uint8_t> bytes);  // ServerInfo: goes out before anything else
+  void queue_keep_alive();
+  void note_closed_preferred();
+
+  const std::vector<boost::asio::const_buffer>& batch_buffers() const { return bufs_; }
+
+  Relay& relay_;
+  Stats& stats_;
+  ChunkPool& pool_;
+  const ServerOptions& opts_;
+  std::chrono::steady_clock::time_point accepted_at_ = std::chrono::steady_clock::now();
+  std::string remote_;  // "ip:port" for logs
+
+ private:
+  struct Control {
+    uint8_t len = 0;
+    std::array<uint8_t, kFrameHeaderLen + kPeerPresentLen> bytes{};
+  };
+  static constexpr size_t kMaxControlPerBatch = 64;
+
+  void push_control(const Control& c);  // qmu_ held
+  void schedule_locked(bool* need_post);
+  Result<void> handle_frame(Chunk* chunk, uint8_t type, uint8_t* payload, uint32_t len);
+  void handle_ping(const uint8_t* payload);
+  void handle_note_preferred(bool preferred);
+  void maybe_send_not_here(const NodePublic& dst);
+
+  Presence presence_;
+  bool mesh_ = false;
+  uint64_t id_;
+
+  // Reader state (own loop only).
+  uint64_t skip_remaining_ = 0;
+  bool preferred_ = false;
+  double not_here_tokens_ = 3;
+  std::chrono::steady_clock::time_point not_here_refill_ = std::chrono::steady_clock::now();
+
+  // Queues, shared with senders on other loops.
+  std::mutex qmu_;
+  bool closing_ = false;
+  bool writing_ = false;
+  bool flush_posted_ = false;
+  PacketRing disco_q_;
+  PacketRing data_q_;
+  std::deque<Control> control_;
+  bool pong_pending_ = false;
+  PingData pong_data_{};
+  bool keep_alive_pending_ = false;
+  std::vector<uint8_t> preamble_;
+  std::unordered_set<NodePublic> received_from_;
+
+  // The batch being written (own loop only, sized once).
+  std::vector<PacketEntry> inflight_;
+  std::array<Control, kMaxControlPerBatch> control_inflight_{};
+  size_t control_inflight_n_ = 0;
+  std::array<uint8_t, kFrameHeaderLen + 8> pong_buf_{};
+  bool pong_inflight_ = false;
+  std::array<uint8_t, kFrameHeaderLen> keep_alive_buf_{};
+  std::vector<uint8_t> preamble_inflight_;
+  std::vector<boost::asio::const_buffer> bufs_;
+  size_t bufs_capacity_ = 0;
+};
+
+}  // namespace derp::server

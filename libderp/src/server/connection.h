@@ -1,0 +1,464 @@
+// One accepted connection over a byte stream: the HTTP/1.1 front (Beast), the DERP handshake,
+// then the steady-state reader and the gathered writer. Templated on the stream so TLS and
+// WebSocket transports can reuse it; only plain TCP (tcp::socket) is instantiated today.
+// Included only by server.cc.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+
+#include "derp/frame.h"
+#include "derp/handshake.h"
+#include "server/client_conn.h"
+#include "server/http_routes.h"
+#include "server/relay.h"
+
+namespace derp::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+// Stream hooks the steady-state reader needs: a non-blocking read attempt and a wait for
+// readability that holds no buffer (so idle connections pin no read chunk).
+inline void prepare_stream(asio::ip::tcp::socket& s) {
+  boost::system::error_code ec;
+  s.set_option(asio::ip::tcp::no_delay(true), ec);
+  s.non_blocking(true, ec);
+}
+inline std::string remote_string(asio::ip::tcp::socket& s, Presence* p) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "unknown";
+  auto addr = ep.address();
+  if (addr.is_v4()) {
+    auto b = addr.to_v4().to_bytes();
+    p->ip16 = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3]};
+  } else {
+    auto b = addr.to_v6().to_bytes();
+    std::memcpy(p->ip16.data(), b.data(), 16);
+  }
+  p->port = ep.port();
+  return addr.is_v6() ? fmt::format("[{}]:{}", addr.to_string(), ep.port())
+                      : fmt::format("{}:{}", addr.to_string(), ep.port());
+}
+
+template <class Stream>
+class Connection final : public ClientConn {
+ public:
+  Connection(Stream stream, Relay& relay, Stats& stats, ChunkPool& pool, const ServerOptions& opts,
+             const NodePublic& server_public)
+      : ClientConn(relay, stats, pool, opts),
+        stream_(std::move(stream)),
+        server_public_(server_public),
+        hs_timer_(stream_.get_executor()),
+        write_timer_(stream_.get_executor()),
+        ka_timer_(stream_.get_executor()) {}
+
+  ~Connection() override {
+    if (rchunk_) ChunkPool::unref(rchunk_);
+  }
+
+  auto executor_for_start() { return stream_.get_executor(); }
+
+  // Call on the connection's own executor.
+  void start() {
+    remote_ = remote_string(stream_, &presence_scratch_);
+    prepare_stream(stream_);
+    read_request();
+  }
+
+  void close_async(std::string why) override {
+    asio::post(stream_.get_executor(),
+               [self = self_ptr(), why = std::move(why)] { self->close(why); });
+  }
+
+ private:
+  std::shared_ptr<Connection> self_ptr() {
+    return std::static_pointer_cast<Connection>(shared_from_this());
+  }
+  void log(std::string_view line) {
+    if (opts_.log) opts_.log(line);
+  }
+
+  // ---- Deadlines for the HTTP head and each handshake step.
+  void arm_handshake_deadline() {
+    hs_timer_.expires_after(opts_.handshake_timeout);
+    hs_timer_.async_wait([self = self_ptr()](boost::system::error_code ec) {
+      if (ec || self->closed_ || self->handshake_done_) return;
+      self->log(fmt::format("{}: handshake timeout after {} ms", self->remote_,
+                            self->opts_.handshake_timeout.count()));
+      self->close("handshake timeout");
+    });
+  }
+
+  // ---- HTTP front.
+  void read_request() {
+    parser_.emplace();
+    parser_->header_limit(8 * 1024);
+    parser_->body_limit(16 * 1024);
+    arm_handshake_deadline();
+    beast::http::async_read_header(
+        stream_, hbuf_, *parser_,
+        [self = self_ptr()](boost::system::error_code ec, size_t) { self->on_head(ec); });
+  }
+
+  void on_head(boost::system::error_code ec) {
+    if (closed_) return;
+    if (ec) {
+      if (ec == beast::http::error::end_of_stream || ec == asio::error::eof ||
+          ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
+        close("");
+        return;
+      }
+      log(fmt::format("{}: malformed HTTP request: {}", remote_, ec.message()));
+      res_ = bad_request_response(ec.message());
+      write_response_then_close();
+      return;
+    }
+    const Request& req = parser_->get();
+    std::string_view target = req.target();
+    target = target.substr(0, target.find('?'));
+    Upgrade up = target == "/derp" ? classify_upgrade(req) : Upgrade::kNone;
+    if (up == Upgrade::kDerp) {
+      start_derp(wants_fast_start(req), req.find("Ideal-Node") != req.end());
+      return;
+    }
+    if (up == Upgrade::kWebSocketDerp) {
+      log(fmt::format("{}: refused DERP-over-WebSocket upgrade: not supported yet (501)", remote_));
+      res_ = websocket_not_implemented_response();
+      write_response_then_close();
+      return;
+    }
+    if (!parser_->is_done()) {
+      beast::http::async_read(stream_, hbuf_, *parser_,
+                              [self = self_ptr()](boost::system::error_code ec, size_t) {
+                                if (self->closed_) return;
+                                if (ec) {
+                                  self->res_ = bad_request_response(ec.message());
+                                  self->write_response_then_close();
+                                  return;
+                                }
+                                self->respond();
+                              });
+      return;
+    }
+    respond();
+  }
+
+  void respond() {
+    res_ = route_http(parser_->get());
+    beast::http::async_write(stream_, res_,
+                             [self = self_ptr()](boost::system::error_code ec, size_t) {
+                               if (self->closed_) return;
+                               if (ec || !self->res_.keep_alive()) {
+                                 self->close("");
+                                 return;
+                               }
+                               self->read_request();
+                             });
+  }
+
+  void write_response_then_close() {
+    res_.keep_alive(false);
+    beast::http::async_write(
+        stream_, res_, [self = self_ptr()](boost::system::error_code, size_t) { self->close(""); });
+  }
+
+  // ---- DERP handshake (PROTOCOL.md §3, §6.2).
+  void start_derp(bool fast_start, bool not_ideal) {
+    not_ideal_ = not_ideal;
+    parser_.reset();
+    out_ = fast_start ? std::string() : switching_protocols_head(server_public_);
+    std::array<uint8_t, kFrameHeaderLen + 40> key_frame{};
+    const size_t n = encode_server_key(key_frame, server_public_);
+    out_.append(reinterpret_cast<const char*>(key_frame.data()), n);
+    arm_handshake_deadline();
+    // The 101 head and the ServerKey frame go out in one write, as derper does.
+    asio::async_write(stream_, asio::buffer(out_),
+                      [self = self_ptr()](boost::system::error_code ec, size_t) {
+                        if (self->closed_) return;
+                        if (ec) return self->close("writing ServerKey: " + ec.message());
+                        std::string().swap(self->out_);
+                        self->arm_handshake_deadline();
+                        self->read_client_info();
+                      });
+  }
+
+  void read_client_info() {
+    size_t need = kFrameHeaderLen;
+    if (hbuf_.size() >= kFrameHeaderLen) {
+      const auto* p = static_cast<const uint8_t*>(hbuf_.data().data());
+      const FrameHeader h = read_frame_header(p);
+      if (h.type != static_cast<uint8_t>(FrameType::kClientInfo)) {
+        return refuse(fmt::format("first frame is {}, not ClientInfo", frame_type_name(h.type)));
+      }
+      bool skip = false;
+      if (auto ok = FrameReader::check_header(FrameReader::Role::kServer, h, &skip); !ok) {
+        return refuse(ok.error().message);
+      }
+      need = kFrameHeaderLen + h.length;
+      if (hbuf_.size() >= need) return on_client_info(h.length);
+    }
+    stream_.async_read_some(
+        hbuf_.prepare(need - hbuf_.size()),
+        [self = self_ptr()](boost::system::error_code ec, size_t n) {
+          if (self->closed_) return;
+          if (ec) {
+            return self->refuse("connection ended before ClientInfo (" + ec.message() + ")");
+          }
+          self->hbuf_.commit(n);
+          self->read_client_info();
+        });
+  }
+
+  void refuse(std::string why) {
+    log(fmt::format("{}: DERP handshake refused: {}", remote_, why));
+    close(why);
+  }
+
+  void on_client_info(uint32_t len) {
+    const auto* p = static_cast<const uint8_t*>(hbuf_.data().data()) + kFrameHeaderLen;
+    auto opened = open_client_info(opts_.private_key, {p, len});
+    if (!opened) return refuse("bad ClientInfo: " + opened.error().message);
+    hbuf_.consume(kFrameHeaderLen + len);
+
+    const bool mesh = !opts_.mesh_key.is_zero() && opened->info.mesh_key.equals(opts_.mesh_key);
+    Presence pres = presence_scratch_;
+    pres.key = opened->client;
+    pres.flags = 0;
+    if (opened->info.is_prober) pres.flags |= peer_present_flags::kIsProber;
+    if (mesh) pres.flags |= peer_present_flags::kIsMeshPeer;
+    if (not_ideal_) pres.flags |= peer_present_flags::kNotIdeal;
+    if (pres.flags == 0) pres.flags = peer_present_flags::kIsRegular;
+    set_identity(pres, mesh);
+    handshake_done_ = true;
+    hs_timer_.cancel();
+    if (not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections);
+
+    ServerInfo info;
+    set_preamble(encode_server_info_frame(opts_.private_key, opened->client, info));
+    relay_.register_client(shared_from_this());
+    if (opts_.verbose) {
+      log(fmt::format("{}: connected{}", peer_name(), mesh ? " (mesh peer)" : ""));
+    }
+    arm_keep_alive();
+
+    // Frames that came with (or right after) ClientInfo are the start of the DERP stream.
+    if (hbuf_.size() > 0) {
+      rchunk_ = pool_.acquire();
+      std::memcpy(rchunk_->data(), hbuf_.data().data(), hbuf_.size());
+      rbegin_ = 0;
+      rend_ = hbuf_.size();
+    }
+    hbuf_.clear();
+    hbuf_.shrink_to_fit();
+    if (rend_ > rbegin_ && !consume()) return;
+    read_loop();
+  }
+
+  // ---- Steady-state reader.
+  void read_loop() {
+    for (int i = 0; i < 16; ++i) {
+      if (closed_) return;
+      make_room();
+      boost::system::error_code ec;
+      const size_t n = stream_.read_some(
+          asio::buffer(rchunk_->data() + rend_, ChunkPool::kChunkSize - rend_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (rbegin_ == rend_) {
+          // Nothing partial held: give the chunk back while idle.
+          ChunkPool::unref(rchunk_);
+          rchunk_ = nullptr;
+          stream_.async_wait(Stream::wait_read, [self = self_ptr()](boost::system::error_code ec) {
+            if (self->closed_) return;
+            if (ec) return self->close("read: " + ec.message());
+            self->read_loop();
+          });
+        } else {
+          stream_.async_read_some(
+              asio::buffer(rchunk_->data() + rend_, ChunkPool::kChunkSize - rend_),
+              [self = self_ptr()](boost::system::error_code ec, size_t n) {
+                if (self->closed_) return;
+                if (ec) return self->close(read_end_reason(ec));
+                self->rend_ += n;
+                if (self->consume()) self->read_loop();
+              });
+        }
+        return;
+      }
+      if (ec) return close(read_end_reason(ec));
+      rend_ += n;
+      if (!consume()) return;
+    }
+    // Let the loop's other connections run before reading more.
+    asio::post(stream_.get_executor(), [self = self_ptr()] { self->read_loop(); });
+  }
+
+  static std::string read_end_reason(boost::system::error_code ec) {
+    if (ec == asio::error::eof) return "closed by client";
+    return "read: " + ec.message();
+  }
+
+  // Ensures the read chunk has room for the rest of a partial frame and a decent read.
+  void make_room() {
+    if (rchunk_ == nullptr) {
+      rchunk_ = pool_.acquire();
+      rbegin_ = rend_ = 0;
+      return;
+    }
+    const bool mine = ChunkPool::unique(rchunk_);
+    if (rbegin_ == rend_ && mine) {
+      rbegin_ = rend_ = 0;
+      return;
+    }
+    const size_t held = rend_ - rbegin_;
+    const size_t need =
+        std::max(pending_frame_size(rchunk_->data() + rbegin_, held), kFrameHeaderLen);
+    if (ChunkPool::kChunkSize - rbegin_ >= need && ChunkPool::kChunkSize - rend_ >= kMinTail) {
+      return;
+    }
+    if (mine) {
+      std::memmove(rchunk_->data(), rchunk_->data() + rbegin_, held);
+    } else {
+      // Queued packets still point into this chunk: only the partial tail moves.
+      Chunk* fresh = pool_.acquire();
+      std::memcpy(fresh->data(), rchunk_->data() + rbegin_, held);
+      ChunkPool::unref(rchunk_);
+      rchunk_ = fresh;
+    }
+    rbegin_ = 0;
+    rend_ = held;
+  }
+
+  bool consume() {
+    auto r = process_frames(rchunk_, rchunk_->data() + rbegin_, rend_ - rbegin_);
+    if (!r) {
+      log(fmt::format("{}: closing: {}", peer_name(), r.error().message));
+      close(r.error().message);
+      return false;
+    }
+    rbegin_ += *r;
+    return !closed_;
+  }
+
+  // ---- Writer.
+  void post_flush() override {
+    asio::post(stream_.get_executor(), [self = self_ptr()] { self->flush(); });
+  }
+
+  void flush() {
+    if (closed_ || write_in_progress_) return;
+    if (!begin_batch()) return;
+    write_in_progress_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    if (!write_timer_armed_ && opts_.write_timeout.count() > 0) {
+      arm_write_timer(opts_.write_timeout);
+    }
+    const auto& bufs = batch_buffers();
+    asio::async_write(stream_, std::span<const asio::const_buffer>(bufs.data(), bufs.size()),
+                      [self = self_ptr()](boost::system::error_code ec, size_t) {
+                        self->write_in_progress_ = false;
+                        const bool more = self->end_batch(!ec);
+                        if (self->closed_) return;
+                        if (ec) return self->close("write: " + ec.message());
+                        if (more) self->flush();
+                      });
+  }
+
+  void arm_write_timer(std::chrono::steady_clock::duration d) {
+    write_timer_armed_ = true;
+    write_timer_.expires_after(d);
+    write_timer_.async_wait([self = self_ptr()](boost::system::error_code ec) {
+      self->write_timer_armed_ = false;
+      if (ec || self->closed_ || !self->write_in_progress_) return;
+      const auto elapsed = std::chrono::steady_clock::now() - self->write_started_;
+      if (elapsed >= self->opts_.write_timeout) {
+        self->stats_.add(Counter::kWriteTimeouts);
+        self->log(fmt::format("{}: write timeout after {} ms, closing", self->peer_name(),
+                              self->opts_.write_timeout.count()));
+        // Reset rather than FIN: the kernel would otherwise keep the stalled bytes and the
+        // socket alive until the peer read them all.
+        boost::system::error_code lec;
+        self->stream_.set_option(asio::socket_base::linger(true, 0), lec);
+        self->close("write timeout");
+        return;
+      }
+      self->arm_write_timer(self->opts_.write_timeout - elapsed);
+    });
+  }
+
+  void arm_keep_alive() {
+    if (opts_.keep_alive.count() <= 0) return;
+    // derper adds up to 5 s of jitter; short test periods get proportionally short jitter.
+    const auto max_jitter =
+        std::min<std::chrono::milliseconds>(std::chrono::seconds(5), opts_.keep_alive);
+    std::uniform_int_distribution<int64_t> dist(0, max_jitter.count() - 1);
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    ka_timer_.expires_after(opts_.keep_alive + std::chrono::milliseconds(dist(rng)));
+    ka_timer_.async_wait([self = self_ptr()](boost::system::error_code ec) {
+      if (ec || self->closed_) return;
+      self->queue_keep_alive();
+      self->arm_keep_alive();
+    });
+  }
+
+  // ---- Teardown (own loop).
+  void close(const std::string& why) {
+    if (closed_) return;
+    closed_ = true;
+    if (opts_.verbose && !why.empty()) log(fmt::format("{}: closed: {}", peer_name(), why));
+    hs_timer_.cancel();
+    write_timer_.cancel();
+    ka_timer_.cancel();
+    boost::system::error_code ec;
+    stream_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    stream_.close(ec);
+    shut_queues();
+    note_closed_preferred();
+    if (handshake_done_ && not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections, -1);
+    relay_.unregister_client(this);
+  }
+
+  static constexpr size_t kMinTail = 4 * 1024;
+
+  Stream stream_;
+  NodePublic server_public_;
+  asio::steady_timer hs_timer_;
+  asio::steady_timer write_timer_;
+  asio::steady_timer ka_timer_;
+
+  // HTTP and handshake state; released once the DERP stream starts.
+  beast::flat_buffer hbuf_;
+  std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
+  Response res_;
+  std::string out_;
+  Presence presence_scratch_;
+  bool not_ideal_ = false;
+  bool handshake_done_ = false;
+
+  // Reader (own loop).
+  Chunk* rchunk_ = nullptr;
+  size_t rbegin_ = 0;
+  size_t rend_ = 0;
+
+  // Writer (own loop).
+  bool write_in_progress_ = false;
+  bool write_timer_armed_ = false;
+  std::chrono::steady_clock::time_point write_started_;
+  bool closed_ = false;
+};
+
+}  // namespace derp::server

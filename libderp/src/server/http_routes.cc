@@ -1,0 +1,158 @@
+#include "server/http_routes.h"
+
+#include <boost/beast/core/string.hpp>
+#include <ctime>
+
+#include "codec/captive_challenge.h"
+
+namespace derp::server {
+
+namespace beast = boost::beast;
+
+namespace {
+
+constexpr std::string_view kHomePage =
+    "<html><body>\n"
+    "<h1>DERP</h1>\n"
+    "<p>\n"
+    "  This is a\n"
+    "  <a href=\"https://tailscale.com/\">Tailscale</a>\n"
+    "  <a href=\"https://pkg.go.dev/tailscale.com/derp\">DERP</a>\n"
+    "  server.\n"
+    "</p>\n";
+
+std::string_view path_of(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+// Go's http.Error: the body plus a newline, text/plain, nosniff; Date and Content-Length follow
+// in the order Go's server writes them.
+Response text_error(const Request& req, http::status status, std::string_view body) {
+  Response res{status, req.version()};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set(http::field::date, http_date_now());
+  res.body() = std::string(body) + "\n";
+  res.prepare_payload();
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+Response probe(const Request& req) {
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    return text_error(req, http::status::method_not_allowed, "bogus probe method");
+  }
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::access_control_allow_origin, "*");
+  res.set(http::field::date, http_date_now());
+  // Go adds Content-Length: 0 to an empty GET reply but none to HEAD.
+  if (req.method() == http::verb::get) res.content_length(0);
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+Response no_content(const Request& req) {
+  Response res{http::status::no_content, req.version()};
+  // Header order is Go's (its header map is written sorted), then Date.
+  res.set(http::field::cache_control,
+          "no-cache, no-store, must-revalidate, no-transform, max-age=0");
+  auto it = req.find("X-Tailscale-Challenge");
+  if (it != req.end()) {
+    if (auto reply = captive_challenge_response(std::string_view(it->value()))) {
+      res.set("X-Tailscale-Response", *reply);
+    }
+  }
+  res.set(http::field::date, http_date_now());
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+Response text_ok(const Request& req, std::string_view content_type, std::string_view body,
+                 bool type_first) {
+  Response res{http::status::ok, req.version()};
+  if (type_first) res.set(http::field::content_type, content_type);
+  res.set(http::field::date, http_date_now());
+  res.content_length(body.size());
+  if (!type_first) res.set(http::field::content_type, content_type);
+  if (req.method() != http::verb::head) res.body() = std::string(body);
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+}  // namespace
+
+Upgrade classify_upgrade(const http::request_header<>& req) {
+  auto up = req[http::field::upgrade];
+  if (beast::iequals(up, "derp")) return Upgrade::kDerp;
+  if (beast::iequals(up, "websocket")) {
+    auto proto = req[http::field::sec_websocket_protocol];
+    if (std::string_view(proto).find("derp") != std::string_view::npos) {
+      return Upgrade::kWebSocketDerp;
+    }
+    return Upgrade::kDerp;  // legacy clients sent "websocket" for a raw DERP stream
+  }
+  return Upgrade::kNone;
+}
+
+bool wants_fast_start(const http::request_header<>& req) { return req["Derp-Fast-Start"] == "1"; }
+
+Response route_http(const Request& req) {
+  const std::string_view path = path_of(req.target());
+  if (path == "/derp") {
+    return text_error(req, http::status::upgrade_required, "DERP requires connection upgrade");
+  }
+  if (path == "/derp/probe" || path == "/derp/latency-check") return probe(req);
+  if (path == "/generate_204") return no_content(req);
+  if (path == "/robots.txt") {
+    return text_ok(req, "text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n", false);
+  }
+  if (path == "/") return text_ok(req, "text/html; charset=utf-8", kHomePage, true);
+  return text_error(req, http::status::not_found, "404 page not found");
+}
+
+Response bad_request_response(std::string_view why) {
+  Response res{http::status::bad_request, 11};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.set(http::field::connection, "close");
+  res.body() = "400 Bad Request: " + std::string(why) + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+Response websocket_not_implemented_response() {
+  Response res{http::status::not_implemented, 11};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.set(http::field::connection, "close");
+  res.body() = "DERP over WebSocket is not supported by this relay yet\n";
+  res.prepare_payload();
+  return res;
+}
+
+std::string switching_protocols_head(const NodePublic& server) {
+  std::string s =
+      "HTTP/1.1 101 Switching Protocols\r\n"
+      "Upgrade: DERP\r\n"
+      "Connection: Upgrade\r\n"
+      "Derp-Version: 2\r\n"
+      "Derp-Public-Key: ";
+  s += server.hex();
+  s += "\r\n\r\n";
+  return s;
+}
+
+std::string http_date_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
+                tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                tm.tm_sec);
+  return buf;
+}
+
+}  // namespace derp::server

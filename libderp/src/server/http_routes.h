@@ -1,0 +1,46 @@
+// derper's HTTP surface other than the DERP byte stream: which requests upgrade, and the
+// exact responses of the plain endpoints (PROTOCOL.md §6.1, §6.2, §6.5). No I/O here.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <string>
+#include <string_view>
+
+#include "derp/key.h"
+
+namespace derp::server {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+enum class Upgrade {
+  kNone,           // not a DERP upgrade: route_http answers it
+  kDerp,           // raw DERP (Upgrade: DERP, or legacy websocket without the derp subprotocol)
+  kWebSocketDerp,  // RFC 6455 carrying DERP: not served yet (501)
+};
+
+// How a request head asks to become a DERP connection.
+Upgrade classify_upgrade(const http::request_header<>& req);
+
+// True when the request asked for fast start (Derp-Fast-Start: 1: no 101, ServerKey first).
+bool wants_fast_start(const http::request_header<>& req);
+
+// The response to any request that is not a DERP upgrade (probe, generate_204, 426, 404...).
+// `keep_alive` is taken from the request.
+Response route_http(const Request& req);
+
+// 400 for a request head that failed to parse, with Connection: close.
+Response bad_request_response(std::string_view why);
+
+// 501 for a WebSocket DERP upgrade until that transport exists.
+Response websocket_not_implemented_response();
+
+// The exact 101 head derper writes before the ServerKey frame.
+std::string switching_protocols_head(const NodePublic& server);
+
+// "Wed, 25 Nov 2026 17:38:53 GMT" for now.
+std::string http_date_now();
+
+}  // namespace derp::server

@@ -1,0 +1,193 @@
+#include "server/relay.h"
+
+#include <algorithm>
+
+namespace derp::server {
+
+void Relay::register_client(const std::shared_ptr<ClientConn>& c) {
+  std::vector<std::shared_ptr<ClientConn>> watchers;
+  {
+    std::unique_lock lock(mu_);
+    ClientSet& set = clients_[c->key()];
+    set.conns.push_back(c);
+    c->registered = true;
+    if (set.conns.size() > 1) {
+      // Last connected is active (derper's default "last writer is active" policy).
+      for (auto& other : set.conns) {
+        other->dup.store(true, std::memory_order_relaxed);
+        other->active.store(false, std::memory_order_relaxed);
+      }
+      stats_.add(Counter::kTotalDupClientConns);
+    }
+    set.active = c.get();
+    c->active.store(true, std::memory_order_relaxed);
+    watchers = watchers_;
+  }
+  stats_.add(Counter::kGaugeCurrentConnections);
+  for (auto& w : watchers) w->enqueue_watch_present(c->presence());
+}
+
+void Relay::unregister_client(ClientConn* c) {
+  std::vector<std::shared_ptr<ClientConn>> watchers;
+  std::shared_ptr<ClientConn> keep;  // destroy outside the lock
+  bool gone = false;
+  const NodePublic key = c->key();
+  {
+    std::unique_lock lock(mu_);
+    if (!c->registered) return;
+    c->registered = false;
+    if (c->watcher) {
+      std::erase_if(watchers_, [c](const auto& w) { return w.get() == c; });
+      c->watcher = false;
+    }
+    auto it = clients_.find(key);
+    if (it == clients_.end()) return;
+    ClientSet& set = it->second;
+    auto pos = std::find_if(set.conns.begin(), set.conns.end(),
+                            [c](const auto& p) { return p.get() == c; });
+    if (pos == set.conns.end()) return;
+    keep = std::move(*pos);
+    set.conns.erase(pos);
+    std::erase(set.send_history, c);
+    if (set.conns.empty()) {
+      clients_.erase(it);
+      gone = true;
+    } else if (set.conns.size() == 1) {
+      ClientConn* sole = set.conns.front().get();
+      sole->dup.store(false, std::memory_order_relaxed);
+      sole->active.store(true, std::memory_order_relaxed);
+      set.active = sole;
+      set.send_history.clear();
+    } else if (set.active == c) {
+      // The most recent remaining sender takes over; with none, packets drop as dup_client
+      // until one of them speaks.
+      set.active = set.send_history.empty() ? nullptr : set.send_history.back();
+      if (set.active) set.active->active.store(true, std::memory_order_relaxed);
+    }
+    c->active.store(false, std::memory_order_relaxed);
+    if (gone) watchers = watchers_;
+  }
+  stats_.add(Counter::kGaugeCurrentConnections, -1);
+  if (!gone) return;
+  for (auto& w : watchers) w->enqueue_watch_gone(key);
+
+  std::vector<std::weak_ptr<ClientConn>> owed;
+  {
+    std::lock_guard lock(sent_mu_);
+    auto it = sent_from_.find(key);
+    if (it != sent_from_.end()) {
+      owed = std::move(it->second);
+      sent_from_.erase(it);
+    }
+  }
+  for (auto& w : owed) {
+    if (auto dst = w.lock()) dst->enqueue_peer_gone_sent_from(key);
+  }
+}
+
+bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
+                  uint32_t len, bool disco, bool forwarded) {
+  std::shared_ptr<ClientConn> first_time;
+  {
+    std::shared_lock lock(mu_);
+    auto it = clients_.find(dst);
+    if (it == clients_.end()) {
+      lock.unlock();
+      stats_.drop(forwarded ? DropReason::kUnknownDestOnFwd : DropReason::kUnknownDest, disco, len);
+      return false;
+    }
+    const ClientSet& set = it->second;
+    if (set.active == nullptr) {
+      lock.unlock();
+      stats_.drop(DropReason::kDupClient, disco, len);
+      return true;
+    }
+    if (set.active->enqueue_packet(src, chunk, data, len, disco)) {
+      first_time = set.active->shared_from_this();
+    }
+  }
+  if (first_time) remember_sent_from(src, first_time);
+  return true;
+}
+
+void Relay::remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst) {
+  std::lock_guard lock(sent_mu_);
+  sent_from_[src].push_back(dst);
+}
+
+void Relay::note_dup_activity(ClientConn* c) {
+  std::unique_lock lock(mu_);
+  if (!c->registered) return;
+  auto it = clients_.find(c->key());
+  if (it == clients_.end()) return;
+  ClientSet& set = it->second;
+  if (set.conns.size() < 2) return;
+  std::erase(set.send_history, c);
+  set.send_history.push_back(c);
+  if (set.active != c) {
+    if (set.active) set.active->active.store(false, std::memory_order_relaxed);
+    set.active = c;
+    c->active.store(true, std::memory_order_relaxed);
+  }
+}
+
+void Relay::add_watcher(const std::shared_ptr<ClientConn>& c) {
+  std::vector<Presence> now;
+  {
+    std::unique_lock lock(mu_);
+    if (!c->registered || c->watcher) return;
+    c->watcher = true;
+    watchers_.push_back(c);
+    now.reserve(clients_.size());
+    for (auto& [key, set] : clients_) {
+      if (set.active) now.push_back(set.active->presence());
+    }
+  }
+  for (auto& p : now) c->enqueue_watch_present(p);
+}
+
+bool Relay::close_peer(const NodePublic& key) {
+  std::vector<std::shared_ptr<ClientConn>> conns;
+  {
+    std::shared_lock lock(mu_);
+    auto it = clients_.find(key);
+    if (it == clients_.end()) return false;
+    conns = it->second.conns;
+  }
+  for (auto& c : conns) c->close_async("closed by a mesh peer's ClosePeer");
+  return true;
+}
+
+void Relay::fill_gauges(std::map<std::string, int64_t>& out) const {
+  std::shared_lock lock(mu_);
+  int64_t dup_keys = 0, dup_conns = 0;
+  for (auto& [key, set] : clients_) {
+    if (set.conns.size() > 1) {
+      ++dup_keys;
+      dup_conns += static_cast<int64_t>(set.conns.size());
+    }
+  }
+  out["gauge_clients_total"] = static_cast<int64_t>(clients_.size());
+  out["gauge_clients_local"] = static_cast<int64_t>(clients_.size());
+  out["gauge_clients_remote"] = 0;
+  out["gauge_watchers"] = static_cast<int64_t>(watchers_.size());
+  out["gauge_current_dup_client_keys"] = dup_keys;
+  out["gauge_current_dup_client_conns"] = dup_conns;
+}
+
+void Relay::clear() {
+  std::unordered_map<NodePublic, ClientSet> clients;
+  std::vector<std::shared_ptr<ClientConn>> watchers;
+  {
+    std::unique_lock lock(mu_);
+    clients.swap(clients_);
+    watchers.swap(watchers_);
+    for (auto& [key, set] : clients) {
+      for (auto& c : set.conns) c->registered = false;
+    }
+  }
+  std::lock_guard lock(sent_mu_);
+  sent_from_.clear();
+}
+
+}  // namespace derp::server

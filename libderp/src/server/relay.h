@@ -1,0 +1,70 @@
+// The relay core: who is connected under which key, routing of packets between connections,
+// duplicate-key policy, watchers, and who must hear PeerGone. PROTOCOL.md §4.1–§4.6, §4.12.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "derp/key.h"
+#include "derp/server.h"
+#include "server/client_conn.h"
+#include "server/stats.h"
+
+namespace derp::server {
+
+class Relay {
+ public:
+  Relay(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats) {}
+
+  // After a good ClientInfo: makes the connection routable and tells watchers.
+  void register_client(const std::shared_ptr<ClientConn>& c);
+  // When a registered connection ends: dup-set rules, PeerGone to watchers and to everyone
+  // that was handed packets from the key when it was the key's last connection.
+  void unregister_client(ClientConn* c);
+
+  // Routes one packet from `from` (whose read chunk holds the payload). `src` is the RecvPacket
+  // source: from's key, or the ForwardPacket's source when `forwarded`.
+  // Returns false when the destination is unknown (the caller decides about NotHere).
+  bool route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
+             uint32_t len, bool disco, bool forwarded);
+
+  // Any frame from a duplicate connection makes it the active one (last writer is active).
+  void note_dup_activity(ClientConn* c);
+  // WatchConns from a mesh peer: PeerPresent for every key now, then live updates.
+  void add_watcher(const std::shared_ptr<ClientConn>& c);
+  // ClosePeer: closes every connection of `key`. False when nobody has that key.
+  bool close_peer(const NodePublic& key);
+
+  // Gauges computed from the tables.
+  void fill_gauges(std::map<std::string, int64_t>& out) const;
+  // Drops every table entry (server shutdown, after the loops stopped).
+  void clear();
+
+ private:
+  struct ClientSet {
+    std::vector<std::shared_ptr<ClientConn>> conns;  // connect order
+    ClientConn* active = nullptr;
+    std::vector<ClientConn*> send_history;  // duplicates in the order they last spoke
+  };
+
+  void remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst);
+
+  const ServerOptions& opts_;
+  Stats& stats_;
+
+  mutable std::shared_mutex mu_;
+  std::unordered_map<NodePublic, ClientSet> clients_;
+  std::vector<std::shared_ptr<ClientConn>> watchers_;
+
+  // src key → connections that were handed a packet from it (owed a PeerGone when it leaves).
+  std::mutex sent_mu_;
+  std::unordered_map<NodePublic, std::vector<std::weak_ptr<ClientConn>>> sent_from_;
+};
+
+}  // namespace derp::server

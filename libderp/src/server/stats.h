@@ -1,0 +1,72 @@
+// The relay's counters, under derper's expvar names (PROTOCOL.md §6.6).
+//
+// Relaxed atomics: increments never order anything, and counters() only needs a recent sum.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace derp::server {
+
+enum class Counter : int {
+  kAccepts,
+  kBytesReceived,
+  kBytesSent,
+  kPacketsReceived,
+  kPacketsSent,
+  kPacketsReceivedDisco,
+  kPacketsReceivedOther,
+  kPacketsDropped,
+  kBytesDropped,
+  kPacketsDroppedDisco,
+  kPacketsDroppedOther,
+  kGotPing,
+  kSentPong,
+  kPeerGoneDisconnectedFrames,
+  kPeerGoneNotHereFrames,
+  kPacketsForwardedIn,
+  kPacketsForwardedOut,
+  kHomeMovesIn,
+  kHomeMovesOut,
+  kUnknownFrames,
+  kTotalDupClientConns,
+  kWriteTimeouts,
+  kGaugeCurrentConnections,
+  kGaugeHomeConnections,
+  kGaugeNotIdealConnections,
+  kCount,
+};
+
+enum class DropReason : int {
+  kUnknownDest,
+  kUnknownDestOnFwd,
+  kGoneDisconnected,
+  kQueueHead,
+  kQueueTail,
+  kWriteError,
+  kDupClient,
+  kCount,
+};
+
+const char* drop_reason_name(DropReason r);
+
+class Stats {
+ public:
+  void add(Counter c, int64_t n = 1) {
+    v_[static_cast<int>(c)].fetch_add(n, std::memory_order_relaxed);
+  }
+  int64_t get(Counter c) const { return v_[static_cast<int>(c)].load(std::memory_order_relaxed); }
+  void drop(DropReason r, bool disco, size_t bytes);
+
+  // Everything above under its expvar name.
+  void fill(std::map<std::string, int64_t>& out) const;
+
+ private:
+  std::array<std::atomic<int64_t>, static_cast<int>(Counter::kCount)> v_{};
+  std::array<std::atomic<int64_t>, static_cast<int>(DropReason::kCount)> drops_{};
+};
+
+}  // namespace derp::server

@@ -1,0 +1,222 @@
+// Bad input, deadlines and slow readers: each must end only the offending connection.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "derp/frame.h"
+#include "derp/handshake.h"
+#include "derp/server.h"
+#include "support/relay_harness.h"
+
+// GCC pairs our operator new with free() and warns; the pair is correct by construction.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+// Counts every allocation in this test binary (used by the no-allocation test only).
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace derp::test {
+namespace {
+
+class RelayRobustness : public ::testing::Test {
+ protected:
+  void start(ServerOptions o = {}) {
+    o.log = logs_.sink();
+    server_ = start_relay(std::move(o));
+    ASSERT_TRUE(server_);
+  }
+  std::unique_ptr<DerpConn> join(const NodePrivate& k) {
+    return DerpConn::connect(server_->port(), k, server_->public_key());
+  }
+  // A fresh pair still relays (the relay kept serving others).
+  void expect_pair_works() {
+    NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate();
+    auto a = join(ka), b = join(kb);
+    ASSERT_TRUE(a && b);
+    ASSERT_TRUE(a->send_packet(kb.public_key(), std::vector<uint8_t>{42}));
+    auto f = b->read_frame();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->frame_type(), FrameType::kRecvPacket);
+  }
+  // Opens an upgraded connection and reads the 101 + ServerKey, leaving the handshake open.
+  std::unique_ptr<RawConn> upgraded() {
+    auto raw = std::make_unique<RawConn>(server_->port());
+    EXPECT_TRUE(raw->write("GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n\r\n"));
+    auto head = raw->read_http_head();
+    EXPECT_TRUE(head.has_value());
+    EXPECT_TRUE(raw->read_exact(45).has_value());
+    return raw;
+  }
+
+  LogWatch logs_;
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(RelayRobustness, MalformedHttpGets400AndTheRelayKeepsServing) {
+  start();
+  RawConn raw(server_->port());
+  ASSERT_TRUE(raw.write("THIS IS NOT HTTP\r\n\r\n"));
+  auto res = raw.read_http_response();
+  ASSERT_TRUE(res.has_value());
+  EXPECT_EQ(res->rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << *res;
+  EXPECT_TRUE(raw.wait_closed());
+  EXPECT_TRUE(logs_.wait_for("malformed HTTP request"));
+  expect_pair_works();
+}
+
+TEST_F(RelayRobustness, GarbageAfterTheUpgradeClosesOnlyThatConnection) {
+  start();
+  auto raw = upgraded();
+  ASSERT_TRUE(raw->write("\xff\xff\xff\xff\xff garbage garbage"));
+  EXPECT_TRUE(raw->wait_closed());
+  EXPECT_TRUE(logs_.wait_for("not ClientInfo")) << logs_.all();
+  expect_pair_works();
+}
+
+TEST_F(RelayRobustness, FirstFrameOtherThanClientInfoIsRefused) {
+  start();
+  auto raw = upgraded();
+  const PingData ping{};
+  ASSERT_TRUE(raw->write(frame_bytes(FrameType::kPing, ping)));
+  EXPECT_TRUE(raw->wait_closed());
+  EXPECT_TRUE(logs_.wait_for("first frame is Ping, not ClientInfo")) << logs_.all();
+  expect_pair_works();
+}
+
+TEST_F(RelayRobustness, ClientInfoSealedToTheWrongKeyIsRefused) {
+  start();
+  auto raw = upgraded();
+  const NodePublic wrong = NodePrivate::generate().public_key();
+  ASSERT_TRUE(raw->write(encode_client_info_frame(NodePrivate::generate(), wrong, ClientInfo{})));
+  EXPECT_TRUE(raw->wait_closed());
+  EXPECT_TRUE(logs_.wait_for("bad ClientInfo")) << logs_.all();
+  expect_pair_works();
+}
+
+TEST_F(RelayRobustness, OversizeFrameClosesOnlyItsConnection) {
+  start();
+  NodePrivate k = NodePrivate::generate();
+  auto c = join(k);
+  ASSERT_TRUE(c);
+  // A Ping longer than 1000 bytes breaks §2.4's limit.
+  ASSERT_TRUE(c->send_frame(FrameType::kPing, std::vector<uint8_t>(1001)));
+  EXPECT_TRUE(c->raw().wait_closed());
+  expect_pair_works();
+}
+
+TEST_F(RelayRobustness, UnknownFramesOfAnyLengthAreSkipped) {
+  start();
+  auto c = join(NodePrivate::generate());
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->send_frame(static_cast<FrameType>(0x0b), std::vector<uint8_t>(300000, 1)));
+  ASSERT_TRUE(c->send_frame(FrameType::kPong, std::vector<uint8_t>(8)));
+  auto before = c->sync();
+  ASSERT_TRUE(before.has_value());
+  EXPECT_TRUE(before->empty());
+}
+
+TEST_F(RelayRobustness, HandshakeTimeoutClosesSilentConnections) {
+  ServerOptions o;
+  o.handshake_timeout = std::chrono::milliseconds(100);
+  start(o);
+  RawConn idle_http(server_->port());
+  auto idle_derp = upgraded();
+  EXPECT_TRUE(idle_http.wait_closed());
+  EXPECT_TRUE(idle_derp->wait_closed());
+  EXPECT_TRUE(logs_.wait_for("handshake timeout"));
+}
+
+TEST_F(RelayRobustness, SlowReaderDoesNotSlowOthersAndIsClosedAfterWriteTimeout) {
+  ServerOptions o;
+  o.write_timeout = std::chrono::milliseconds(300);
+  o.threads = 2;
+  start(o);
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate(),
+              kc = NodePrivate::generate(), kd = NodePrivate::generate();
+  auto a = join(ka), b = join(kb), c = join(kc), d = join(kd);
+  ASSERT_TRUE(a && b && c && d);
+  c->raw().shrink_receive_buffer(4096);
+  // C never reads. 400 × 64 KiB is far more than the socket buffers and C's two queues.
+  const std::vector<uint8_t> big(65536, 0x11);
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(a->send_packet(kc.public_key(), big));
+  // Meanwhile B gets every one of D's packets, in order (in rounds of 20, under B's queue
+  // depth: a faster sender would rightly see queue_head drops at B too).
+  for (uint32_t round = 0; round < 10; ++round) {
+    for (uint32_t i = round * 20; i < round * 20 + 20; ++i) {
+      std::vector<uint8_t> p(4);
+      std::memcpy(p.data(), &i, 4);
+      ASSERT_TRUE(d->send_packet(kb.public_key(), p));
+    }
+    for (uint32_t i = round * 20; i < round * 20 + 20; ++i) {
+      auto f = b->read_frame();
+      ASSERT_TRUE(f.has_value()) << "packet " << i;
+      auto v = decode_recv_packet(f->payload);
+      ASSERT_TRUE(v.ok());
+      uint32_t got = 0;
+      std::memcpy(&got, v->data.data(), 4);
+      ASSERT_EQ(got, i);
+    }
+  }
+  ASSERT_TRUE(a->sync());
+  EXPECT_GT(server_->counters()["packets_dropped_reason_queue_head"], 0);
+  EXPECT_TRUE(logs_.wait_for("write timeout")) << logs_.all();
+  EXPECT_TRUE(c->raw().wait_closed());
+  EXPECT_GE(server_->counters()["sclient_write_timeouts"], 1);
+}
+
+TEST_F(RelayRobustness, RelayingAllocatesNothingPerPacketInSteadyState) {
+  ServerOptions o;
+  o.threads = 1;
+  start(o);
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate();
+  auto a = join(ka), b = join(kb);
+  ASSERT_TRUE(a && b);
+  // Pre-built batch: 25 packets of 1200 bytes in one write (under the 32-packet queue depth,
+  // so none is dropped); B reads them into a fixed buffer.
+  constexpr int kPerBatch = 25;
+  std::vector<uint8_t> batch;
+  for (int i = 0; i < kPerBatch; ++i) {
+    std::vector<uint8_t> p(kb.public_key().bytes.begin(), kb.public_key().bytes.end());
+    p.resize(32 + 1200, static_cast<uint8_t>(i));
+    auto f = frame_bytes(FrameType::kSendPacket, p);
+    batch.insert(batch.end(), f.begin(), f.end());
+  }
+  const size_t per_batch = kPerBatch * (kFrameHeaderLen + 32 + 1200);
+  std::vector<uint8_t> sink(per_batch);
+  auto run_batch = [&]() -> bool {
+    if (!a->raw().write(batch)) return false;
+    size_t got = 0;
+    while (got < per_batch) {
+      pollfd p{b->raw().fd(), POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return false;
+      ssize_t n = ::recv(b->raw().fd(), sink.data() + got, per_batch - got, 0);
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return true;
+  };
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(run_batch());  // warm up pools and caches
+  const uint64_t before = g_allocations.load();
+  bool ok = true;
+  for (int i = 0; i < 400 && ok; ++i) ok = run_batch();  // 10,000 packets
+  const uint64_t after = g_allocations.load();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(after - before, 0u) << "heap allocations while relaying 10,000 packets";
+}
+
+}  // namespace
+}  // namespace derp::test

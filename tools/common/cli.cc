@@ -1,0 +1,90 @@
+#include "common/cli.h"
+
+#include <cstring>
+#include <iostream>
+
+#include "common/duration.h"
+#include "common/exit_codes.h"
+#include "common/json_output.h"
+
+namespace derp::tools {
+
+ToolCli::ToolCli(std::string name, std::string description)
+    : name_(std::move(name)), app_(std::move(description), name_) {
+  app_.set_version_flag("--version", name_ + " " + DERP_VERSION_STRING,
+                        "Print the version and exit");
+}
+
+void ToolCli::add_server() {
+  app_.add_option("SERVER", server_, "DERP server URL: http(s)://host[:port][/derp]")->required();
+}
+
+void ToolCli::add_server_key() {
+  app_.add_option("--server-key", server_key_text_,
+                  "Expected server public key (nodekey:HEX); the handshake fails otherwise");
+}
+
+void ToolCli::add_key_file(std::string help) {
+  app_.add_option("--key-file", key_file_, std::move(help));
+}
+
+void ToolCli::add_json() {
+  app_.add_flag("--json", json_, "Machine-readable output (JSON; one object per line for streams)");
+}
+
+void ToolCli::add_timeout(std::string default_value, std::string help) {
+  timeout_text_ = std::move(default_value);
+  has_timeout_ = true;
+  app_.add_option("--timeout", timeout_text_, std::move(help))->default_str(timeout_text_);
+}
+
+std::optional<int> ToolCli::parse(int argc, char** argv) {
+  try {
+    app_.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app_.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app_.exit(e);
+  } catch (const CLI::CallForVersion&) {
+    std::cout << name_ << " " << DERP_VERSION_STRING << "\n";
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    // --json is honoured even when the rest of the line is bad, so scripts get an object.
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--json") == 0) json_ = true;
+    }
+    return fail(Error(ErrorKind::kUsage, std::string(e.what()) + " (see --help)"));
+  }
+  if (!server_key_text_.empty()) {
+    auto k = NodePublic::parse_any(server_key_text_);
+    if (!k) return fail(k.error().wrap("--server-key"));
+    server_key_ = *k;
+  }
+  if (has_timeout_) {
+    auto d = parse_duration(timeout_text_);
+    if (!d) return fail(d.error().wrap("--timeout"));
+    timeout_ = to_millis(*d);
+  }
+  return std::nullopt;
+}
+
+Result<NodePrivate> ToolCli::load_key(bool* ephemeral) const {
+  if (key_file_.empty()) {
+    if (ephemeral) *ephemeral = true;
+    return NodePrivate::generate();
+  }
+  if (ephemeral) *ephemeral = false;
+  return load_key_file(key_file_);
+}
+
+int ToolCli::fail(const Error& error) const {
+  std::cerr << name_ << ": " << error.message << "\n" << std::flush;
+  if (json_) print_json_line(json_error(error));
+  return exit_code_for(error.kind);
+}
+
+void ToolCli::note(std::string_view line) const {
+  std::cerr << name_ << ": " << line << "\n" << std::flush;
+}
+
+}  // namespace derp::tools

@@ -1,0 +1,62 @@
+// The command line shared by every derp-* tool: CLI11 plus the common flags (SERVER,
+// --server-key, --key-file, --json, --timeout, --version), one-line errors and exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "derp/key.h"
+#include "derp/result.h"
+
+namespace derp::tools {
+
+class ToolCli {
+ public:
+  ToolCli(std::string name, std::string description);
+
+  CLI::App& app() { return app_; }
+  const std::string& name() const { return name_; }
+
+  // The shared flags. Call the ones the tool takes before parse().
+  void add_server();                    // positional SERVER: http(s)://host[:port][/derp]
+  void add_server_key();                // --server-key nodekey:HEX (pin)
+  void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
+  void add_json();                      // --json
+  void add_timeout(std::string default_value, std::string help);  // --timeout DURATION
+
+  // Parses argv and the shared flags' values. std::nullopt: go on. Otherwise the exit code to
+  // return now: 0 after --help/--version, 2 after a usage error (printed as one line).
+  std::optional<int> parse(int argc, char** argv);
+
+  const std::string& server() const { return server_; }
+  bool json() const { return json_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  const std::optional<NodePublic>& server_key() const { return server_key_; }
+  const std::string& key_file() const { return key_file_; }
+
+  // The key from --key-file, or a fresh ephemeral one when the flag was not given.
+  Result<NodePrivate> load_key(bool* ephemeral) const;
+
+  // One line "<tool>: <message>" on stderr; with --json also json_error() on stdout.
+  // Returns exit_code_for(error.kind).
+  int fail(const Error& error) const;
+  // "<tool>: <line>" on stderr, flushed (progress and "ready" lines).
+  void note(std::string_view line) const;
+
+ private:
+  std::string name_;
+  CLI::App app_;
+  std::string server_;
+  std::string server_key_text_;
+  std::optional<NodePublic> server_key_;
+  std::string key_file_;
+  bool json_ = false;
+  std::string timeout_text_;
+  std::chrono::milliseconds timeout_{0};
+  bool has_timeout_ = false;
+};
+
+}  // namespace derp::tools

@@ -1,0 +1,25 @@
+// The one exit-code table shared by every derp-* tool. docs/CLI.md documents it; keep in step.
+#pragma once
+
+#include "derp/result.h"
+
+namespace derp::tools {
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitCheckFailed = 1,   // the tool ran, but what it checked failed (lost pings, --assert)
+  kExitUsage = 2,         // bad flag, argument, key or config file
+  kExitDns = 3,
+  kExitConnect = 4,       // TCP connect failed
+  kExitTls = 5,
+  kExitHttp = 6,          // HTTP error status, upgrade refused, malformed HTTP
+  kExitProtocol = 7,      // DERP handshake or protocol violation (incl. server-key mismatch)
+  kExitTimeout = 8,
+  kExitIo = 9,            // an established connection broke
+  kExitInternal = 10,
+};
+
+// The exit code for a library error kind.
+int exit_code_for(ErrorKind kind);
+
+}  // namespace derp::tools

@@ -1,0 +1,51 @@
+// derp-keygen: make a node key. Prints its public form (nodekey:...); with --out also writes
+// derper's key file ({"PrivateKey": "privkey:..."}, mode 0600).
+#include <sys/stat.h>
+
+#include <iostream>
+
+#include "common/cli.h"
+#include "common/exit_codes.h"
+#include "common/json_output.h"
+
+int main(int argc, char** argv) {
+  using namespace derp;
+  using namespace derp::tools;
+
+  ToolCli cli("derp-keygen", "Generate a DERP node key");
+  std::string out;
+  bool force = false;
+  cli.app().add_option("--out,-o", out, "Write derper's JSON key file (mode 0600) to FILE");
+  cli.app().add_flag("--force", force, "Overwrite --out if it already exists");
+  cli.add_json();
+  if (auto code = cli.parse(argc, argv)) return *code;
+
+  if (!out.empty()) {
+    struct stat st;
+    if (!force && ::lstat(out.c_str(), &st) == 0) {
+      return cli.fail(Error(ErrorKind::kUsage, "refusing to overwrite " + out + " (use --force)"));
+    }
+  }
+  NodePrivate key = NodePrivate::generate();
+  if (!out.empty()) {
+    auto saved = save_key_file(out, key);
+    if (!saved) return cli.fail(saved.error());
+  }
+  const std::string pub = key.public_key().to_string();
+  if (cli.json()) {
+    auto j = json_ok();
+    j["public_key"] = pub;
+    if (!out.empty()) {
+      j["key_file"] = out;
+    } else {
+      // Without a file the private key must be shown, or the key is useless.
+      j["private_key"] = key.to_string();
+    }
+    print_json_line(j);
+  } else if (out.empty()) {
+    std::cout << key.to_string() << "\n" << pub << "\n";
+  } else {
+    std::cout << pub << "\n";
+  }
+  return kExitOk;
+}

@@ -1,0 +1,109 @@
+// derp-recv: receive packets through a DERP relay and print them.
+//   derp-recv SERVER [--key-file F] [--count N] [--timeout 5s] [--json] [--echo]
+// Exit 0 after N packets (or, with --count 0, at the timeout); 8 when the timeout comes first.
+// The timeout counts from "ready" for the whole run. Prints a "ready" line on stderr (or a JSON
+// line with "event": "ready") once connected, so scripts know when to send.
+#include <csignal>
+#include <iostream>
+
+#include "common/cli.h"
+#include "common/client_setup.h"
+#include "common/exit_codes.h"
+#include "common/json_output.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_signal(int) { g_interrupted = 1; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace derp;
+  using namespace derp::tools;
+  using Clock = std::chrono::steady_clock;
+
+  ToolCli cli("derp-recv", "Receive packets through a DERP relay and print them");
+  cli.add_server();
+  cli.add_server_key();
+  cli.add_key_file("Our key (derper's JSON key file); default: a fresh ephemeral key");
+  cli.add_json();
+  cli.add_timeout("5s", "Give up this long after ready (also the connect timeout)");
+  int64_t count = 1;
+  bool echo = false;
+  cli.app()
+      .add_option("--count,-n", count, "Exit after N packets (0 = until the timeout)")
+      ->check(CLI::NonNegativeNumber);
+  cli.app().add_flag("--echo", echo, "Send every packet back to its source");
+  if (auto code = cli.parse(argc, argv)) return *code;
+
+  bool ephemeral = false;
+  auto key = cli.load_key(&ephemeral);
+  if (!key) return cli.fail(key.error());
+  auto client = make_client(cli, *key);
+  if (!client) return cli.fail(client.error());
+  auto& c = **client;
+  auto connected = c.connect();
+  if (!connected) return cli.fail(connected.error());
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const std::string me = key->public_key().to_string();
+  if (cli.json()) {
+    auto j = json_ok();
+    j["event"] = "ready";
+    j["key"] = me;
+    j["ephemeral_key"] = ephemeral;
+    j["server"] = c.server_url();
+    j["server_key"] = c.server_public_key().to_string();
+    print_json_line(j);
+  }
+  cli.note("ready as " + me + " on " + c.server_url());
+
+  const auto deadline = Clock::now() + cli.timeout();
+  int64_t got = 0;
+  while (count == 0 || got < count) {
+    if (g_interrupted) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    // Short waits so an interrupt is noticed promptly.
+    auto m = c.recv(std::min(left, std::chrono::milliseconds(200)));
+    if (!m) {
+      if (m.error().kind == ErrorKind::kTimeout) continue;
+      return cli.fail(m.error());
+    }
+    auto* pkt = std::get_if<ReceivedPacket>(&*m);
+    if (!pkt) continue;
+    ++got;
+    if (cli.json()) {
+      auto j = json_ok();
+      j["event"] = "packet";
+      j["src"] = pkt->src.to_string();
+      j["len"] = pkt->data.size();
+      j["data_hex"] = to_hex(pkt->data.data(), pkt->data.size());
+      std::string_view text(reinterpret_cast<const char*>(pkt->data.data()), pkt->data.size());
+      if (is_printable_utf8(text)) j["text"] = std::string(text);
+      print_json_line(j);
+    } else {
+      std::cout << pkt->src.to_string() << " " << payload_for_humans(pkt->data) << "\n"
+                << std::flush;
+    }
+    if (echo) {
+      auto sent = c.send(pkt->src, pkt->data);
+      if (!sent) return cli.fail(sent.error());
+    }
+  }
+  if (count != 0 && got < count && !g_interrupted) {
+    return cli.fail(Error(ErrorKind::kTimeout, "received " + std::to_string(got) + " of " +
+                                                   std::to_string(count) + " packets before the " +
+                                                   "timeout"));
+  }
+  if (cli.json()) {
+    auto j = json_ok();
+    j["event"] = "done";
+    j["received"] = got;
+    print_json_line(j);
+  }
+  c.close();
+  return kExitOk;
+}

@@ -189,8 +189,9 @@ TEST_F(RelayRobustness, RelayingAllocatesNothingPerPacketInSteadyState) {
   // so none is dropped); B reads them into a fixed buffer.
   constexpr int kPerBatch = 25;
   std::vector<uint8_t> batch;
+  const NodePublic b_pub = kb.public_key();
   for (int i = 0; i < kPerBatch; ++i) {
-    std::vector<uint8_t> p(kb.public_key().bytes.begin(), kb.public_key().bytes.end());
+    std::vector<uint8_t> p(b_pub.bytes.begin(), b_pub.bytes.end());
     p.resize(32 + 1200, static_cast<uint8_t>(i));
     auto f = frame_bytes(FrameType::kSendPacket, p);
     batch.insert(batch.end(), f.begin(), f.end());

@@ -112,7 +112,13 @@ bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, co
 
 void Relay::remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst) {
   std::lock_guard lock(sent_mu_);
-  sent_from_[src].push_back(dst);
+  auto& owed = sent_from_[src];
+  // A long-lived source outlives many receivers: drop the dead ones now and then (amortised
+  // O(1)), or the list would grow with every receiver that ever reconnected.
+  if (owed.size() >= 8 && (owed.size() & (owed.size() - 1)) == 0) {
+    std::erase_if(owed, [](const auto& w) { return w.expired(); });
+  }
+  owed.push_back(dst);
 }
 
 void Relay::note_dup_activity(ClientConn* c) {

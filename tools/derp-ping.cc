@@ -43,14 +43,9 @@ int main(int argc, char** argv) {
   auto interval = parse_duration(interval_text);
   if (!interval) return cli.fail(interval.error().wrap("--interval"));
 
-  bool ephemeral = false;
-  auto key = cli.load_key(&ephemeral);
-  if (!key) return cli.fail(key.error());
-  auto client = make_client(cli, *key);
-  if (!client) return cli.fail(client.error());
-  auto& c = **client;
-  auto connected = c.connect();
-  if (!connected) return cli.fail(connected.error());
+  auto tc = make_client(cli, /*connect=*/true);
+  if (!tc) return cli.fail(tc.error());
+  Client& c = *tc->client;
 
   const std::string where = c.server_url();
   if (!cli.json()) {

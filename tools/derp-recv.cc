@@ -37,14 +37,11 @@ int main(int argc, char** argv) {
   cli.app().add_flag("--echo", echo, "Send every packet back to its source");
   if (auto code = cli.parse(argc, argv)) return *code;
 
-  bool ephemeral = false;
-  auto key = cli.load_key(&ephemeral);
-  if (!key) return cli.fail(key.error());
-  auto client = make_client(cli, *key);
-  if (!client) return cli.fail(client.error());
-  auto& c = **client;
-  auto connected = c.connect();
-  if (!connected) return cli.fail(connected.error());
+  auto tc = make_client(cli, /*connect=*/true);
+  if (!tc) return cli.fail(tc.error());
+  Client& c = *tc->client;
+  const bool ephemeral = tc->ephemeral;
+  const NodePrivate* key = &tc->key;
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -64,12 +64,11 @@ int main(int argc, char** argv) {
         Error(ErrorKind::kUsage, "payload is larger than the 65536-byte DERP packet limit"));
   }
 
-  bool ephemeral = false;
-  auto key = cli.load_key(&ephemeral);
-  if (!key) return cli.fail(key.error());
-  auto client = make_client(cli, *key);
-  if (!client) return cli.fail(client.error());
-  auto& c = **client;
+  auto tc = make_client(cli, /*connect=*/false);
+  if (!tc) return cli.fail(tc.error());
+  Client& c = *tc->client;
+  const bool ephemeral = tc->ephemeral;
+  const NodePrivate* key = &tc->key;
   auto sent = c.send(*dst, payload);
   if (!sent) return cli.fail(sent.error());
   // The relay reads frames in order: a ping answered means our packet was taken in.

@@ -4,13 +4,23 @@
 
 namespace derp::tools {
 
-Result<std::unique_ptr<Client>> make_client(const ToolCli& cli, const NodePrivate& key) {
+Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
+  ToolClient out;
+  auto key = cli.load_key(&out.ephemeral);
+  if (!key) return std::move(key).error();
+  out.key = *key;
   ClientOptions o;
-  o.private_key = key;
+  o.private_key = out.key;
   o.server_url = cli.server();
   o.server_key = cli.server_key();
   if (cli.timeout().count() > 0) o.connect_timeout = cli.timeout();
-  return Client::create(std::move(o));
+  auto client = Client::create(std::move(o));
+  if (!client) return std::move(client).error();
+  out.client = std::move(*client);
+  if (connect) {
+    if (auto ok = out.client->connect(); !ok) return std::move(ok).error();
+  }
+  return out;
 }
 
 std::string payload_for_humans(std::span<const uint8_t> data) {

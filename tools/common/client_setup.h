@@ -10,9 +10,15 @@
 
 namespace derp::tools {
 
-// A client for cli.server() with the pin from --server-key and the given key. Connect
-// timeout = --timeout when the tool has one. Does not connect.
-Result<std::unique_ptr<Client>> make_client(const ToolCli& cli, const NodePrivate& key);
+struct ToolClient {
+  std::unique_ptr<Client> client;
+  NodePrivate key;         // from --key-file, or fresh
+  bool ephemeral = false;  // true when no --key-file was given
+};
+
+// A client for cli.server() with the key from --key-file (or a fresh one) and the pin from
+// --server-key. Connect timeout = --timeout when the tool has one. Connects when `connect`.
+Result<ToolClient> make_client(const ToolCli& cli, bool connect);
 
 // Payload for humans: the text when it is printable UTF-8, else "hex:<lower-case hex>".
 std::string payload_for_humans(std::span<const uint8_t> data);

@@ -90,47 +90,36 @@ bool ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8
   return first;
 }
 
-void ClientConn::push_control(const Control& c) { control_.push_back(c); }
-
-void ClientConn::enqueue_peer_gone_sent_from(const NodePublic& peer) {
+bool ClientConn::queue_control(const Control& c, const NodePublic* owed_from) {
   bool need_post = false;
   {
     std::lock_guard lock(qmu_);
-    if (closing_ || received_from_.erase(peer) == 0) return;
-    Control c;
-    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
-    push_control(c);
+    if (closing_) return false;
+    // A PeerGone for a departed source is owed only if we were handed packets from it.
+    if (owed_from != nullptr && received_from_.erase(*owed_from) == 0) return false;
+    control_.push_back(c);
     schedule_locked(&need_post);
   }
-  stats_.add(Counter::kPeerGoneDisconnectedFrames);
   if (need_post) post_flush();
+  return true;
+}
+
+void ClientConn::enqueue_peer_gone_sent_from(const NodePublic& peer) {
+  Control c;
+  c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
+  if (queue_control(c, &peer)) stats_.add(Counter::kPeerGoneDisconnectedFrames);
 }
 
 void ClientConn::enqueue_watch_gone(const NodePublic& peer) {
-  bool need_post = false;
-  {
-    std::lock_guard lock(qmu_);
-    if (closing_) return;
-    Control c;
-    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
-    push_control(c);
-    schedule_locked(&need_post);
-  }
-  stats_.add(Counter::kPeerGoneDisconnectedFrames);
-  if (need_post) post_flush();
+  Control c;
+  c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, peer, PeerGoneReason::kDisconnected));
+  if (queue_control(c, nullptr)) stats_.add(Counter::kPeerGoneDisconnectedFrames);
 }
 
 void ClientConn::enqueue_watch_present(const Presence& p) {
-  bool need_post = false;
-  {
-    std::lock_guard lock(qmu_);
-    if (closing_) return;
-    Control c;
-    c.len = static_cast<uint8_t>(encode_peer_present(c.bytes, p.key, p.ip16, p.port, p.flags));
-    push_control(c);
-    schedule_locked(&need_post);
-  }
-  if (need_post) post_flush();
+  Control c;
+  c.len = static_cast<uint8_t>(encode_peer_present(c.bytes, p.key, p.ip16, p.port, p.flags));
+  queue_control(c, nullptr);
 }
 
 void ClientConn::set_preamble(std::vector<uint8_t> bytes) {
@@ -384,17 +373,9 @@ void ClientConn::maybe_send_not_here(const NodePublic& dst) {
   not_here_tokens_ = std::min(3.0, not_here_tokens_ + elapsed);
   if (not_here_tokens_ < 1.0) return;
   not_here_tokens_ -= 1.0;
-  bool need_post = false;
-  {
-    std::lock_guard lock(qmu_);
-    if (closing_) return;
-    Control c;
-    c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, dst, PeerGoneReason::kNotHere));
-    push_control(c);
-    schedule_locked(&need_post);
-  }
-  stats_.add(Counter::kPeerGoneNotHereFrames);
-  if (need_post) post_flush();
+  Control c;
+  c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, dst, PeerGoneReason::kNotHere));
+  if (queue_control(c, nullptr)) stats_.add(Counter::kPeerGoneNotHereFrames);
 }
 
 }  // namespace derp::server

@@ -144,7 +144,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   };
   static constexpr size_t kMaxControlPerBatch = 64;
 
-  void push_control(const Control& c);  // qmu_ held
+  // Queues a control frame and schedules a flush, unless the connection is closing or (with
+  // `owed_from`) no packet from that key was delivered here. True when queued.
+  bool queue_control(const Control& c, const NodePublic* owed_from);
   void schedule_locked(bool* need_post);
   Result<void> handle_frame(Chunk* chunk, uint8_t type, uint8_t* payload, uint32_t len);
   void handle_ping(const uint8_t* payload);

@@ -28,7 +28,7 @@ fail() { echo "demo: FAILED: $*" >&2; exit 1; }
 # A relay on an ephemeral loopback port. Its first stdout line says where it listens; we block
 # on that line (read -t) instead of sleeping.
 mkfifo "$tmp/relay.out"
-"$bin/derp-serve" -a 127.0.0.1:0 -c "$tmp/relay.key" >"$tmp/relay.out" 2>"$tmp/relay.log" &
+"$bin/derp-serve" -a 127.0.0.1:0 --stun-port 0 -c "$tmp/relay.key" >"$tmp/relay.out" 2>"$tmp/relay.log" &
 relay_pid=$!
 exec 3<"$tmp/relay.out"
 read -r -t 10 -u 3 line || fail "derp-serve did not start: $(cat "$tmp/relay.log")"

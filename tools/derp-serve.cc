@@ -1,4 +1,4 @@
-// derp-serve: run a DERP relay on plain HTTP (derper --dev without STUN).
+// derp-serve: run a DERP relay on plain HTTP, with derper's STUN server (derper --dev).
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   std::string mesh_file;
   int threads = 0;
   bool verbose = false;
+  bool stun = true;  // derper's default
+  int stun_port = 3478;
+  std::string metrics_addr;
   auto& app = cli.app();
   app.add_option("-a,--addr", addr, "Listen address host:port (port 0 = any free port)")
       ->capture_default_str();
@@ -31,6 +34,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Event loops (0 = one per core)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("-v,--verbose", verbose, "Log every connection");
+  app.add_flag("--stun", stun, "Run the STUN server (UDP, same host as --addr); --stun=false: off")
+      ->capture_default_str();
+  app.add_option("--stun-port", stun_port, "STUN UDP port (0 = any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--metrics-addr", metrics_addr,
+                 "Also serve GET /metrics (Prometheus text) on this host:port, plain HTTP, "
+                 "to anyone who can reach it (port 0 = any free port)");
   if (auto code = cli.parse(argc, argv)) return *code;
 
   bool created = false;
@@ -43,6 +54,9 @@ int main(int argc, char** argv) {
   opts.listen_addr = addr;
   opts.threads = threads;
   opts.verbose = verbose;
+  opts.stun = stun;
+  opts.stun_port = static_cast<uint16_t>(stun_port);
+  opts.metrics_addr = metrics_addr;
   if (!mesh_file.empty()) {
     auto mesh = load_mesh_key_file(mesh_file);
     if (!mesh) return cli.fail(mesh.error().wrap(mesh_file));
@@ -65,9 +79,14 @@ int main(int argc, char** argv) {
   if (!server) return cli.fail(server.error());
 
   // The one stdout line scripts and tests parse.
-  std::cout << fmt::format("derp-serve: listening on http://{}/derp key {}",
-                           (*server)->local_address(), (*server)->public_key().to_string())
-            << std::endl;
+  std::string line = fmt::format("derp-serve: listening on http://{}/derp key {}",
+                                 (*server)->local_address(), (*server)->public_key().to_string());
+  if (stun) {
+    const std::string local = (*server)->local_address();
+    line += fmt::format(" stun {}:{}", local.substr(0, local.rfind(':')), (*server)->stun_port());
+  }
+  if (!metrics_addr.empty()) line += " metrics " + (*server)->metrics_address();
+  std::cout << line << std::endl;
 
   int sig = 0;
   sigwait(&sigs, &sig);

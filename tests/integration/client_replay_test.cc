@@ -397,14 +397,16 @@ TEST(ClientReplay, EveryCallAfterCloseIsClosed) {
   EXPECT_TRUE(client->connected_state().closed);
 }
 
-TEST(ClientCreate, RefusesHttpsAndBadUrlsAndZeroKeys) {
+TEST(ClientCreate, RefusesBadTlsOptionsAndBadUrlsAndZeroKeys) {
   ClientOptions o;
   o.private_key = NodePrivate::generate();
   o.server_url = "https://derp.example.com/derp";
+  o.cert_name = "sha256-raw:not-hex";
   auto r = Client::create(o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::kUsage);
-  EXPECT_NE(r.error().message.find("https:// is not supported yet"), std::string::npos);
+  EXPECT_NE(r.error().message.find("sha256-raw"), std::string::npos);
+  o.cert_name.clear();
 
   o.server_url = "ftp://x";
   r = Client::create(o);

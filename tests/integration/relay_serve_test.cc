@@ -31,14 +31,16 @@ class DerpServe : public ::testing::Test {
 };
 
 TEST_F(DerpServe, PrintsItsAddressAnswersProbesAndExitsZeroOnSigterm) {
-  auto child = Child::spawn({kServe, "-a", "127.0.0.1:0", "--threads", "1"}, dir_);
+  auto child =
+      Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "--threads", "1"}, dir_);
   ASSERT_TRUE(child);
   auto line = child->read_stdout_line();
   ASSERT_TRUE(line.has_value()) << child->stderr_text();
   std::smatch m;
   ASSERT_TRUE(std::regex_match(*line, m,
                                std::regex("derp-serve: listening on http://127\\.0\\.0\\.1:"
-                                          "([0-9]+)/derp key nodekey:[0-9a-f]{64}")))
+                                          "([0-9]+)/derp key nodekey:[0-9a-f]{64} stun "
+                                          "127\\.0\\.0\\.1:[0-9]+")))
       << *line;
   const auto port = static_cast<uint16_t>(std::stoi(m[1].str()));
   EXPECT_TRUE(fs::exists(dir_ + "/derper.key"));  // default key file, created
@@ -61,13 +63,13 @@ TEST_F(DerpServe, BadFlagExitsTwoWithOneLine) {
 }
 
 TEST_F(DerpServe, PortInUseExitsFour) {
-  auto first = Child::spawn({kServe, "-a", "127.0.0.1:0"}, dir_);
+  auto first = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0"}, dir_);
   ASSERT_TRUE(first);
   auto line = first->read_stdout_line();
   ASSERT_TRUE(line.has_value());
   const std::string addr =
       line->substr(line->find("http://") + 7, line->find("/derp") - line->find("http://") - 7);
-  auto second = Child::spawn({kServe, "-a", addr}, dir_);
+  auto second = Child::spawn({kServe, "-a", addr, "--stun-port", "0"}, dir_);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->wait(), 4);
   EXPECT_EQ(second->stderr_text(), "derp-serve: listen on " + addr + ": address in use\n");
@@ -79,7 +81,7 @@ TEST_F(DerpServe, GroupReadableKeyFileExitsTwo) {
   const std::string key = dir_ + "/derper.key";
   ASSERT_TRUE(save_key_file(key, NodePrivate::generate()).ok());
   ASSERT_EQ(::chmod(key.c_str(), 0640), 0);
-  auto child = Child::spawn({kServe, "-a", "127.0.0.1:0", "-c", key}, dir_);
+  auto child = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key}, dir_);
   ASSERT_TRUE(child);
   EXPECT_EQ(child->wait(), 2);
   EXPECT_NE(child->stderr_text().find(key), std::string::npos) << child->stderr_text();

@@ -36,7 +36,7 @@ class Tools : public ::testing::Test {
   static void SetUpTestSuite() {
     url_.clear();
     key_.clear();
-    serve_ = new Process(tool_path("derp-serve"), {"-a", "127.0.0.1:0"});
+    serve_ = new Process(tool_path("derp-serve"), {"-a", "127.0.0.1:0", "--stun-port", "0"});
     // The stdout line is the documented one; stderr may log its own "listening" line.
     auto line = serve_->wait_for_line("derp-serve: listening on", 20s, Process::Stream::kStdout);
     ASSERT_TRUE(line) << "derp-serve did not start: " << serve_->err();

@@ -17,6 +17,13 @@ ToolCli::ToolCli(std::string name, std::string description)
 
 void ToolCli::add_server() {
   app_.add_option("SERVER", server_, "DERP server URL: http(s)://host[:port][/derp]")->required();
+  app_.add_option("--ca-file", ca_file_,
+                  "https://: also trust the CA certificates in this PEM file");
+  app_.add_flag("--insecure", insecure_,
+                "https://: do not verify the relay's certificate (testing only)");
+  app_.add_option("--cert-name", cert_name_,
+                  "https://: NAME the certificate must be valid for instead of the URL's host, "
+                  "or sha256-raw:HEX to pin the certificate's SHA-256");
 }
 
 void ToolCli::add_server_key() {

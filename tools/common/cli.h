@@ -21,7 +21,9 @@ class ToolCli {
   const std::string& name() const { return name_; }
 
   // The shared flags. Call the ones the tool takes before parse().
-  void add_server();                    // positional SERVER: http(s)://host[:port][/derp]
+  // Positional SERVER: http(s)://host[:port][/derp], plus the TLS flags for https:// (--ca-file,
+  // --insecure, --cert-name), which only a tool that dials a relay needs.
+  void add_server();
   void add_server_key();                // --server-key nodekey:HEX (pin)
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
   void add_json();                      // --json
@@ -36,6 +38,9 @@ class ToolCli {
   std::chrono::milliseconds timeout() const { return timeout_; }
   const std::optional<NodePublic>& server_key() const { return server_key_; }
   const std::string& key_file() const { return key_file_; }
+  const std::string& ca_file() const { return ca_file_; }
+  bool insecure() const { return insecure_; }
+  const std::string& cert_name() const { return cert_name_; }
 
   // The key from --key-file, or a fresh ephemeral one when the flag was not given.
   Result<NodePrivate> load_key(bool* ephemeral) const;
@@ -53,6 +58,9 @@ class ToolCli {
   std::string server_key_text_;
   std::optional<NodePublic> server_key_;
   std::string key_file_;
+  std::string ca_file_;
+  bool insecure_ = false;
+  std::string cert_name_;
   bool json_ = false;
   std::string timeout_text_;
   std::chrono::milliseconds timeout_{0};

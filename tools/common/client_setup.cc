@@ -13,6 +13,9 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
   o.private_key = out.key;
   o.server_url = cli.server();
   o.server_key = cli.server_key();
+  o.ca_file = cli.ca_file();
+  o.insecure = cli.insecure();
+  o.cert_name = cli.cert_name();
   if (cli.timeout().count() > 0) o.connect_timeout = cli.timeout();
   auto client = Client::create(std::move(o));
   if (!client) return std::move(client).error();

@@ -1,5 +1,5 @@
-// A DERP-over-HTTP client, the counterpart of Go's derphttp.Client for http:// URLs.
-// PROTOCOL.md §3 (handshake), §6.1–6.2 (HTTP upgrade), §7 (client semantics).
+// A DERP-over-HTTP(S) client, the counterpart of Go's derphttp.Client (http:// and https://).
+// PROTOCOL.md §3 (handshake), §6.1–6.3 (HTTP upgrade, fast start, TLS), §7 (client semantics).
 //
 // Blocking and thread-safe: any thread may call any method. Asio stays behind the pimpl; the
 // client owns one event loop on a background thread that reads the connection continuously.
@@ -27,14 +27,21 @@
 #include "derp/handshake.h"
 #include "derp/key.h"
 #include "derp/result.h"
+#include "derp/tls_info.h"
 
 namespace derp {
 
 struct ClientOptions {
   NodePrivate private_key;  // our identity (required; see NodePrivate::generate())
-  // http://host[:port][/path]; port defaults to 80, path to /derp. https:// is refused for now
-  // with kUsage (TLS comes later).
+  // http(s)://host[:port][/path]; port defaults to 80 / 443, path to /derp.
   std::string server_url;
+  // https:// only (§6.3). Extra trusted roots (PEM file) on top of the system store.
+  std::string ca_file;
+  bool insecure = false;  // https:// without any certificate verification (tests only)
+  // The name the relay's certificate must be valid for instead of the URL's host, or
+  // "sha256-raw:<64 hex>": pin the SHA-256 of the leaf certificate's DER (derper's
+  // --certmode=manual self-signed certs); chain trust is then not required, validity still is.
+  std::string cert_name;
   std::optional<NodePublic> server_key;  // pin: the handshake fails (kProtocol) on mismatch
   MeshKey mesh_key;                      // zero = not a mesh client
   bool can_ack_pings = true;             // answer server Pings with Pongs automatically
@@ -107,15 +114,15 @@ struct ConnectedState {
 
 class Client {
  public:
-  // Validates the options (kUsage on a bad URL, https://, zero private key) and starts the
-  // event-loop thread. Never connects.
+  // Validates the options (kUsage on a bad URL, zero private key, unreadable ca_file, malformed
+  // sha256-raw pin) and starts the event-loop thread. Never connects.
   static Result<std::unique_ptr<Client>> create(ClientOptions options);
   ~Client();  // close() and join
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Connects unless already connected. Errors: kDns, kConnect, kHttp, kProtocol, kTimeout.
+  // Connects unless already connected. Errors: kDns, kConnect, kTls, kHttp, kProtocol, kTimeout.
   Result<void> connect();
 
   // Sends one packet (≤ 64 KiB, else kUsage) to dst through the relay. Connects on demand.
@@ -155,6 +162,9 @@ class Client {
   ConnectedState connected_state() const;
   // Generation of the current (or last) connection; 0 before the first connect.
   uint64_t generation() const;
+  // What TLS negotiated on the current (or last) connection; nullopt for http:// or before the
+  // first connect.
+  std::optional<TlsInfo> tls_info() const;
   // The canonical server URL, e.g. "http://127.0.0.1:3340/derp".
   std::string server_url() const;
 

@@ -27,12 +27,19 @@ struct ServerOptions {
   // One line per event worth knowing (start, refused client...). Called from relay threads.
   std::function<void(std::string_view)> log;
   bool verbose = false;                      // also log per-connection lines
+  // STUN server (PROTOCOL.md §9.1–9.2) on UDP, bound to listen_addr's host. Off by default in
+  // the library (derp-serve turns it on, as derper does); stun_port 0 picks an ephemeral port.
+  bool stun = false;
+  uint16_t stun_port = 3478;
+  // host:port of a separate plain-HTTP listener serving GET /metrics (Prometheus text, the
+  // same as /debug/varz) to anyone who can reach it; empty = none. Port 0 = ephemeral.
+  std::string metrics_addr;
 };
 
 class Server {
  public:
-  // Binds the listener and starts the event loops. Errors: kUsage (bad address), kConnect
-  // (bind failed, e.g. address in use).
+  // Binds the listener (and the STUN socket when asked) and starts the event loops. Errors:
+  // kUsage (bad address), kConnect (bind failed, e.g. address in use).
   static Result<std::unique_ptr<Server>> start(ServerOptions options);
   ~Server();  // stop() and join
 
@@ -43,6 +50,10 @@ class Server {
   std::string local_address() const;
   uint16_t port() const;
   NodePublic public_key() const;
+  // The bound STUN UDP port, or 0 when STUN is off.
+  uint16_t stun_port() const;
+  // The bound metrics listener address, e.g. "127.0.0.1:40124", or "" when there is none.
+  std::string metrics_address() const;
 
   // Counters and gauges under derper's expvar names (PROTOCOL.md §6.6), e.g. "accepts",
   // "packets_received", "gauge_current_connections", "packets_dropped_reason_unknown_dest".

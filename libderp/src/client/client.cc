@@ -27,6 +27,7 @@
 #include "net/dial_deadline.h"
 #include "net/dial_tcp.h"
 #include "net/http_upgrade_client.h"
+#include "net/tls_client.h"
 #include "net/url.h"
 
 namespace derp {
@@ -58,6 +59,7 @@ struct Conn {
   NodePublic server_key;
   std::string where;  // host:port, for messages
   std::string local_addr;
+  std::optional<TlsInfo> tls;
 
   FrameReader reader;            // (io)
   std::vector<uint8_t> pending;  // (io) bytes read with the handshake, not yet parsed
@@ -85,14 +87,16 @@ struct PendingPing {
 }  // namespace
 
 struct Client::Impl {
-  explicit Impl(ClientOptions o, net::DerpUrl u)
+  Impl(ClientOptions o, net::DerpUrl u, std::shared_ptr<net::TlsClientContext> t)
       : opts(std::move(o)),
         url(std::move(u)),
+        tls(std::move(t)),
         self_pub(opts.private_key.public_key()),
         work(asio::make_work_guard(io)) {}
 
   ClientOptions opts;
   const net::DerpUrl url;
+  const std::shared_ptr<net::TlsClientContext> tls;  // null for http://
   const NodePublic self_pub;
 
   asio::io_context io;
@@ -109,6 +113,7 @@ struct Client::Impl {
   uint64_t generation = 0;
   NodePublic server_pub;
   std::optional<bool> preferred;
+  std::optional<TlsInfo> last_tls;
   std::deque<ReceivedDetail> queue;
   std::map<PingData, std::shared_ptr<PendingPing>> pings;
   std::shared_ptr<net::DialDeadline> dialing;  // (io) the connect in progress
@@ -190,15 +195,33 @@ struct Client::Impl {
     const std::string where = url.host_port();
     auto sock = co_await net::dial_tcp(url.host, url.port, where, deadline);
     if (!sock) co_return std::move(sock).error();
-    auto stream = net::make_tcp_client_stream(std::move(*sock));
-    auto up = co_await net::http_upgrade(*stream, url, kUserAgent, deadline);
-    if (!up) co_return std::move(up).error();
+    std::unique_ptr<net::ClientStream> stream;
+    std::optional<TlsInfo> tls_info;
+    std::optional<NodePublic> meta_key;  // set: fast start (§6.2), no HTTP response comes
+    if (tls) {
+      auto session =
+          co_await net::tls_client_handshake(tls, std::move(*sock), url.host, where, deadline);
+      if (!session) co_return std::move(session).error();
+      stream = std::move(session->stream);
+      tls_info = session->info;
+      meta_key = session->meta_server_key;
+    } else {
+      stream = net::make_tcp_client_stream(std::move(*sock));
+    }
+    const bool fast = meta_key.has_value();
+    std::vector<uint8_t> leftover;
+    if (!fast) {
+      auto up = co_await net::http_upgrade(*stream, url, kUserAgent, deadline);
+      if (!up) co_return std::move(up).error();
+      leftover = std::move(up->leftover);
+    }
 
     deadline.on_expiry([s = stream.get()] { s->close(); });
     auto c = std::make_shared<Conn>(ex, std::move(stream), FrameReader(FrameReader::Role::kClient));
     c->generation = gen;
     c->where = where;
     c->local_addr = c->stream->local_address();
+    c->tls = std::move(tls_info);
 
     auto timeout = [&](const char* step) {
       return Error(ErrorKind::kTimeout, "connect to " + where + ": timed out after " +
@@ -209,12 +232,17 @@ struct Client::Impl {
 
     // Reads until the next whole frame. Bytes after it stay in `input`/c->pending.
     std::vector<uint8_t> buf(kReadBufferSize);
-    std::vector<uint8_t> input_store = std::move(up->leftover);
+    std::vector<uint8_t> input_store = std::move(leftover);
     std::span<const uint8_t> input(input_store);
+    bool skip_server_key = fast;
     auto next_frame = [&](const char* step) -> asio::awaitable<Result<FrameReader::Frame>> {
       for (;;) {
         auto f = c->reader.next(input);
         if (!f) co_return handshake_error(f.error());
+        if (*f && skip_server_key && (*f)->frame_type() == FrameType::kServerKey) {
+          skip_server_key = false;  // fast start: the relay still leads with it; key known
+          continue;
+        }
         if (*f) co_return **f;
         auto [ec, n] = co_await c->stream->read_some(asio::buffer(buf));
         if (deadline.expired()) co_return timeout(step);
@@ -232,11 +260,23 @@ struct Client::Impl {
       }
     };
 
-    auto first = co_await next_frame("waiting for the ServerKey frame");
-    if (!first) co_return std::move(first).error();
-    auto server_key = check_server_key_frame(*first, opts.server_key);
-    if (!server_key) co_return handshake_error(server_key.error());
-    c->server_key = *server_key;
+    if (fast) {
+      c->server_key = *meta_key;
+      if (opts.server_key && *opts.server_key != c->server_key) {
+        c->stream->close();
+        co_return Error(ErrorKind::kProtocol, "handshake with " + where + ": server key " +
+                                                  c->server_key.to_string() +
+                                                  " (from the TLS meta certificate) is not the "
+                                                  "expected " +
+                                                  opts.server_key->to_string());
+      }
+    } else {
+      auto first = co_await next_frame("waiting for the ServerKey frame");
+      if (!first) co_return std::move(first).error();
+      auto server_key = check_server_key_frame(*first, opts.server_key);
+      if (!server_key) co_return handshake_error(server_key.error());
+      c->server_key = *server_key;
+    }
 
     ClientInfo info;
     info.mesh_key = opts.mesh_key;
@@ -244,6 +284,11 @@ struct Client::Impl {
     info.is_prober = opts.is_prober;
     info.app_name = opts.app_name;
     auto hello = encode_client_info_frame(opts.private_key, c->server_key, info);
+    if (fast) {
+      // The request and ClientInfo go out in one write: no round trip for the 101.
+      std::string request = net::build_upgrade_request(url, kUserAgent, /*fast_start=*/true);
+      hello.insert(hello.begin(), request.begin(), request.end());
+    }
     auto [wec, wn] = co_await c->stream->write_all(asio::buffer(hello));
     (void)wn;
     if (deadline.expired()) co_return timeout("sending ClientInfo");
@@ -283,6 +328,7 @@ struct Client::Impl {
       conn = c;
       generation = gen;
       server_pub = c->server_key;
+      last_tls = c->tls;
       queue.push_back(ReceivedDetail{ServerInfoMessage{*server_info}, gen});
     }
     cv.notify_all();
@@ -496,12 +542,15 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   }
   auto url = net::parse_derp_url(options.server_url);
   if (!url) return std::move(url).error();
+  std::shared_ptr<net::TlsClientContext> tls;
   if (url->tls) {
-    return Error(ErrorKind::kUsage,
-                 "https:// is not supported yet (server " + url->to_string() + "); use http://");
+    auto t = net::make_tls_client_context(
+        {.ca_file = options.ca_file, .insecure = options.insecure, .cert_name = options.cert_name});
+    if (!t) return std::move(t).error();
+    tls = std::move(*t);
   }
   if (options.recv_queue_depth == 0) options.recv_queue_depth = 1;
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(*url));
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(*url), std::move(tls));
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->io.run(); });
   return std::unique_ptr<Client>(new Client(std::move(impl)));
@@ -705,6 +754,11 @@ ConnectedState Client::connected_state() const {
 uint64_t Client::generation() const {
   std::lock_guard lk(impl_->mu);
   return impl_->generation;
+}
+
+std::optional<TlsInfo> Client::tls_info() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->last_tls;
 }
 
 std::string Client::server_url() const { return impl_->url.to_string(); }

@@ -52,17 +52,4 @@ std::unique_ptr<ClientStream> make_tcp_client_stream(asio::ip::tcp::socket socke
   return std::make_unique<TcpClientStream>(std::move(socket));
 }
 
-std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
-  auto addr = ep.address();
-  if (addr.is_v6()) {
-    auto v6 = addr.to_v6();
-    if (v6.is_v4_mapped()) {
-      return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string() + ":" +
-             std::to_string(ep.port());
-    }
-    return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
-  }
-  return addr.to_string() + ":" + std::to_string(ep.port());
-}
-
 }  // namespace derp::net

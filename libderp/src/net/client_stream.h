@@ -2,6 +2,8 @@
 // same interface later, so the upgrade and the DERP framing above never change.
 #pragma once
 
+#include "net/endpoint_text.h"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -31,7 +33,5 @@ class ClientStream {
 
 std::unique_ptr<ClientStream> make_tcp_client_stream(asio::ip::tcp::socket socket);
 
-// "1.2.3.4:80" / "[::1]:80".
-std::string endpoint_string(const asio::ip::tcp::endpoint& ep);
 
 }  // namespace derp::net

@@ -30,11 +30,13 @@ std::string first_line(std::string_view body) {
 
 }  // namespace
 
-std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent) {
+std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent,
+                                  bool fast_start) {
   http::request<http::empty_body> req{http::verb::get, url.target, 11};
   req.set(http::field::host, url.host_header());
   req.set(http::field::user_agent, user_agent);
   req.set(http::field::connection, "Upgrade");
+  if (fast_start) req.set("Derp-Fast-Start", "1");
   req.set(http::field::upgrade, "DERP");
   std::ostringstream out;
   out << req;

@@ -22,8 +22,10 @@ struct UpgradeResponse {
 };
 
 // The request head: GET <target> HTTP/1.1, Host, User-Agent, Connection: Upgrade, Upgrade: DERP
-// (Go's order). Serialized by Beast.
-std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent);
+// (Go's order), plus Derp-Fast-Start: 1 when `fast_start` (§6.2: the relay then sends no HTTP
+// response). Serialized by Beast.
+std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent,
+                                  bool fast_start = false);
 
 // Writes the request and reads the response head with Beast's parser. A status other than 101
 // is kHttp "HTTP <code> from <host:port>: <first line of body>"; malformed HTTP is kHttp; a

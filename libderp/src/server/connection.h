@@ -24,6 +24,7 @@
 #include "derp/handshake.h"
 #include "server/client_conn.h"
 #include "server/http_routes.h"
+#include "server/metrics.h"
 #include "server/relay.h"
 
 namespace derp::server {
@@ -159,7 +160,10 @@ class Connection final : public ClientConn {
   }
 
   void respond() {
-    res_ = route_http(parser_->get());
+    RouteContext ctx;
+    ctx.debug_allowed = is_loopback(presence_scratch_.ip16);
+    ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
+    res_ = route_http(parser_->get(), ctx);
     beast::http::async_write(stream_, res_,
                              [self = self_ptr()](boost::system::error_code ec, size_t) {
                                if (self->closed_) return;

@@ -1,9 +1,11 @@
 #include "server/http_routes.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <ctime>
 
 #include "codec/captive_challenge.h"
+#include "server/metrics.h"
 
 namespace derp::server {
 
@@ -80,7 +82,40 @@ Response text_ok(const Request& req, std::string_view content_type, std::string_
   return res;
 }
 
+constexpr std::string_view kDebugIndex =
+    "<html><body>\n"
+    "<h1>DERP debug</h1>\n"
+    "<a href=\"/debug/vars\">/debug/vars</a> (expvar JSON)<br>\n"
+    "<a href=\"/debug/varz\">/debug/varz</a> (Prometheus)<br>\n"
+    "</body></html>\n";
+
+Response debug(const Request& req, std::string_view path, const RouteContext& ctx) {
+  // tsweb's access rule and message: nothing under /debug/ leaks to untrusted peers.
+  if (!ctx.debug_allowed) return text_error(req, http::status::forbidden, "debug access denied");
+  if (path == "/debug/" || path == "/debug") {
+    return text_ok(req, "text/html; charset=utf-8", kDebugIndex, true);
+  }
+  if (ctx.counters && path == "/debug/vars") {
+    return text_ok(req, "application/json; charset=utf-8", render_expvar_json(ctx.counters()),
+                   true);
+  }
+  if (ctx.counters && path == "/debug/varz") {
+    return text_ok(req, kPrometheusContentType, render_prometheus(ctx.counters()), true);
+  }
+  return text_error(req, http::status::not_found, "404 page not found");
+}
+
 }  // namespace
+
+bool is_loopback(const std::array<uint8_t, 16>& ip16) {
+  static constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0,    0,
+                                                            0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(kMappedPrefix.begin(), kMappedPrefix.end(), ip16.begin())) return ip16[12] == 127;
+  for (size_t i = 0; i < 15; ++i) {
+    if (ip16[i] != 0) return false;
+  }
+  return ip16[15] == 1;
+}
 
 Upgrade classify_upgrade(const http::request_header<>& req) {
   auto up = req[http::field::upgrade];
@@ -97,8 +132,9 @@ Upgrade classify_upgrade(const http::request_header<>& req) {
 
 bool wants_fast_start(const http::request_header<>& req) { return req["Derp-Fast-Start"] == "1"; }
 
-Response route_http(const Request& req) {
+Response route_http(const Request& req, const RouteContext& ctx) {
   const std::string_view path = path_of(req.target());
+  if (path == "/debug" || path.starts_with("/debug/")) return debug(req, path, ctx);
   if (path == "/derp") {
     return text_error(req, http::status::upgrade_required, "DERP requires connection upgrade");
   }

@@ -2,8 +2,12 @@
 // exact responses of the plain endpoints (PROTOCOL.md §6.1, §6.2, §6.5). No I/O here.
 #pragma once
 
+#include <array>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -27,9 +31,25 @@ Upgrade classify_upgrade(const http::request_header<>& req);
 // True when the request asked for fast start (Derp-Fast-Start: 1: no 101, ServerKey first).
 bool wants_fast_start(const http::request_header<>& req);
 
-// The response to any request that is not a DERP upgrade (probe, generate_204, 426, 404...).
-// `keep_alive` is taken from the request.
-Response route_http(const Request& req);
+// What route_http needs to know beyond the request, for the /debug/ endpoints.
+struct RouteContext {
+  // derper serves /debug/ only to trusted peers; we trust loopback (see is_loopback).
+  bool debug_allowed = false;
+  // The counters for /debug/vars and /debug/varz; called only for those paths. Null: 404.
+  std::function<std::map<std::string, int64_t>()> counters;
+};
+
+// True for 127.0.0.0/8 (plain or as ::ffff:127.x.y.z) and ::1: who may see /debug/.
+bool is_loopback(const std::array<uint8_t, 16>& ip16);
+
+// The response to any request that is not a DERP upgrade (probe, generate_204, 426, 404,
+// /debug/vars, /debug/varz, 403 for /debug/ from others...). `keep_alive` is taken from the
+// request.
+Response route_http(const Request& req, const RouteContext& ctx = {});
+
+// Prometheus text exposition's content type (/debug/varz and /metrics).
+inline constexpr std::string_view kPrometheusContentType =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 // 400 for a request head that failed to parse, with Connection: close.
 Response bad_request_response(std::string_view why);

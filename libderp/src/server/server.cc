@@ -11,10 +11,14 @@
 #include <thread>
 #include <vector>
 
+#include "net/endpoint_text.h"
 #include "server/chunk_pool.h"
 #include "server/connection.h"
+#include "server/metrics.h"
+#include "server/metrics_listener.h"
 #include "server/relay.h"
 #include "server/stats.h"
+#include "server/stun_server.h"
 
 namespace derp {
 
@@ -49,11 +53,6 @@ Result<tcp::endpoint> parse_listen_addr(const std::string& addr) {
   return tcp::endpoint(ip, static_cast<uint16_t>(port));
 }
 
-std::string endpoint_string(const tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
-  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
-}
-
 }  // namespace
 
 struct Server::Impl {
@@ -69,6 +68,8 @@ struct Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::thread> threads;
   std::optional<tcp::acceptor> acceptor;
+  std::optional<server::StunServer> stun;          // on loops[0], when opts.stun
+  std::optional<server::MetricsListener> metrics;  // on loops[0], when opts.metrics_addr
   tcp::endpoint local;
   size_t next_loop = 0;
   bool stopped = false;
@@ -85,7 +86,7 @@ struct Server::Impl {
   void on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor || !acceptor->is_open()) return;
     if (ec) {
-      if (opts.log) opts.log(fmt::format("accept on {}: {}", endpoint_string(local), ec.message()));
+      if (opts.log) opts.log(fmt::format("accept on {}: {}", net::endpoint_string(local), ec.message()));
     } else {
       stats.add(server::Counter::kAccepts);
       auto conn = std::make_shared<server::Connection<tcp::socket>>(std::move(socket), relay, stats,
@@ -117,10 +118,7 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   }
   boost::system::error_code ec;
   impl->acceptor.emplace(*impl->loops[0]);
-  auto fail = [&] {
-    std::string msg = ec == asio::error::address_in_use ? "address in use" : ec.message();
-    return Error(ErrorKind::kConnect, fmt::format("listen on {}: {}", where, msg), ec);
-  };
+  auto fail = [&] { return net::listen_error("listen", where, ec); };
   impl->acceptor->open(ep->protocol(), ec);
   if (ec) return fail();
   impl->acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -130,29 +128,62 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (ec) return fail();
   impl->local = impl->acceptor->local_endpoint(ec);
   if (ec) return fail();
+  if (impl->opts.stun) {
+    impl->stun.emplace(*impl->loops[0], impl->stats);
+    auto bound = impl->stun->listen(asio::ip::udp::endpoint(ep->address(), impl->opts.stun_port));
+    if (!bound) return std::move(bound).error();
+  }
+  if (!impl->opts.metrics_addr.empty()) {
+    auto mep = parse_listen_addr(impl->opts.metrics_addr);
+    if (!mep) {
+      return Error(ErrorKind::kUsage, "metrics address: " + std::move(mep).error().message);
+    }
+    Impl* raw = impl.get();
+    impl->metrics.emplace(
+        *impl->loops[0], [raw] { return server::snapshot_counters(raw->stats, raw->relay); },
+        impl->opts.handshake_timeout);
+    auto bound = impl->metrics->listen(*mep);
+    if (!bound) return std::move(bound).error();
+  }
 
   Impl* raw = impl.get();
-  asio::post(*impl->loops[0], [raw] { raw->accept_next(); });
+  asio::post(*impl->loops[0], [raw] {
+    raw->accept_next();
+    if (raw->stun) raw->stun->start();
+    if (raw->metrics) raw->metrics->start();
+  });
   for (auto& loop : impl->loops) {
     impl->threads.emplace_back([io = loop.get()] { io->run(); });
   }
   if (impl->opts.log) {
     impl->opts.log(fmt::format("relay {} listening on {} with {} thread(s)",
-                               impl->public_key.to_string(), endpoint_string(impl->local),
+                               impl->public_key.to_string(), net::endpoint_string(impl->local),
                                threads));
+    if (impl->stun) {
+      const auto s = impl->stun->local_endpoint();
+      impl->opts.log(fmt::format("STUN listening on udp {}",
+                                 net::endpoint_string(tcp::endpoint(s.address(), s.port()))));
+    }
+    if (impl->metrics) {
+      impl->opts.log(fmt::format("metrics on http://{}/metrics",
+                                 net::endpoint_string(impl->metrics->local_endpoint())));
+    }
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
-std::string Server::local_address() const { return endpoint_string(impl_->local); }
+std::string Server::local_address() const { return net::endpoint_string(impl_->local); }
 uint16_t Server::port() const { return impl_->local.port(); }
 NodePublic Server::public_key() const { return impl_->public_key; }
+std::string Server::metrics_address() const {
+  return impl_->metrics ? net::endpoint_string(impl_->metrics->local_endpoint()) : std::string();
+}
+uint16_t Server::stun_port() const {
+  return impl_->stun ? impl_->stun->local_endpoint().port() : 0;
+}
 
 std::map<std::string, int64_t> Server::counters() const {
-  std::map<std::string, int64_t> out;
-  impl_->stats.fill(out);
-  impl_->relay.fill_gauges(out);
-  return out;
+  return server::snapshot_counters(impl_->stats, impl_->relay);
 }
 
 void Server::stop() {
@@ -162,12 +193,16 @@ void Server::stop() {
   asio::post(*impl_->loops[0], [raw = impl_.get()] {
     boost::system::error_code ec;
     raw->acceptor->close(ec);
+    if (raw->stun) raw->stun->close();
+    if (raw->metrics) raw->metrics->close();
   });
   impl_->guards.clear();
   for (auto& loop : impl_->loops) loop->stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   impl_->acceptor.reset();
+  impl_->stun.reset();  // its socket belongs to loops[0]: destroy it before the loop
+  impl_->metrics.reset();
   // Connections are owned by the tables and by their pending handlers: drop the tables, then
   // destroying each loop destroys its handlers and with them the connections and sockets.
   impl_->relay.clear();

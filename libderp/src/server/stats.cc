@@ -58,6 +58,12 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "gauge_current_connections",
       "gauge_current_home_connections",
       "gauge_current_notideal_connections",
+      "stun_requests_success",
+      "stun_requests_not_stun",
+      "stun_requests_read_error",
+      "stun_requests_write_error",
+      "stun_addrfamily_ipv4",
+      "stun_addrfamily_ipv6",
   };
   for (int i = 0; i < static_cast<int>(Counter::kCount); ++i) {
     out[kNames[i]] = v_[i].load(std::memory_order_relaxed);

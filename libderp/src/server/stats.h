@@ -37,6 +37,14 @@ enum class Counter : int {
   kGaugeCurrentConnections,
   kGaugeHomeConnections,
   kGaugeNotIdealConnections,
+  // STUN server (PROTOCOL.md §6.6, derper's "stun" set): requests by disposition, and by the
+  // sender's address family as the socket reports it.
+  kStunRequestsSuccess,
+  kStunRequestsNotStun,
+  kStunRequestsReadError,
+  kStunRequestsWriteError,
+  kStunAddrFamilyIpv4,
+  kStunAddrFamilyIpv6,
   kCount,
 };
 

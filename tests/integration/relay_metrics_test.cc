@@ -1,0 +1,169 @@
+// The relay's metrics over real HTTP on loopback: /debug/varz (Prometheus) and /debug/vars
+// (expvar JSON) after real traffic, and derp-serve's separate --metrics-addr listener.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "derp/server.h"
+#include "support/relay_harness.h"
+
+namespace derp::test {
+namespace {
+
+// The body of a GET over a fresh connection, after checking the status line.
+std::optional<std::string> http_get(uint16_t port, const std::string& path,
+                                    const std::string& want_status = "200 OK") {
+  RawConn raw(port);
+  if (!raw.ok()) return std::nullopt;
+  if (!raw.write("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
+    return std::nullopt;
+  }
+  auto res = raw.read_http_response();
+  if (!res) return std::nullopt;
+  EXPECT_EQ(res->rfind("HTTP/1.1 " + want_status + "\r\n", 0), 0u) << *res;
+  const auto head_end = res->find("\r\n\r\n");
+  if (head_end == std::string::npos) return std::nullopt;
+  return res->substr(head_end + 4);
+}
+
+// Every line of a Prometheus text body, checked and collected: "name" or
+// "name{label=value}" -> value. A malformed line fails the test.
+std::map<std::string, int64_t> parse_prometheus(const std::string& body) {
+  static const std::regex kType("# TYPE derp_[a-zA-Z0-9_:]+ (counter|gauge)");
+  static const std::regex kSample(
+      "(derp_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"([^\"\\\\]*)\"\\})? (-?[0-9]+)");
+  std::map<std::string, int64_t> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, kType)) continue;
+    if (std::regex_match(line, m, kSample)) {
+      std::string key = m[1];
+      if (m[2].matched) key += "{" + m[3].str() + "=" + m[4].str() + "}";
+      out[key] = std::stoll(m[5]);
+      continue;
+    }
+    ADD_FAILURE() << "not Prometheus text: " << line;
+  }
+  return out;
+}
+
+TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
+  auto relay = start_relay(ServerOptions{});
+  ASSERT_TRUE(relay);
+  auto before_body = http_get(relay->port(), "/debug/varz");
+  ASSERT_TRUE(before_body.has_value());
+  const auto before = parse_prometheus(*before_body);
+  ASSERT_TRUE(before.count("derp_packets_received"));
+
+  const auto a_key = NodePrivate::generate();
+  const auto b_key = NodePrivate::generate();
+  auto a = DerpConn::connect(relay->port(), a_key, relay->public_key());
+  auto b = DerpConn::connect(relay->port(), b_key, relay->public_key());
+  ASSERT_TRUE(a && b);
+  const std::vector<uint8_t> payload = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(a->send_packet(b->public_key(), payload));
+  auto got = b->read_frame();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->frame_type(), FrameType::kRecvPacket);
+
+  auto after_body = http_get(relay->port(), "/debug/varz");
+  ASSERT_TRUE(after_body.has_value());
+  const auto after = parse_prometheus(*after_body);
+  EXPECT_EQ(after.at("derp_packets_received"), before.at("derp_packets_received") + 1);
+  EXPECT_GT(after.at("derp_bytes_received"), before.at("derp_bytes_received"));
+  EXPECT_GE(after.at("derp_accepts"), before.at("derp_accepts") + 3);  // a, b, this GET
+  EXPECT_EQ(after.at("derp_current_connections"), 2);
+  EXPECT_EQ(after.at("derp_packets_received_kind{kind=other}"),
+            before.at("derp_packets_received_kind{kind=other}") + 1);
+  EXPECT_TRUE(after.count("derp_packets_dropped_reason{reason=unknown_dest}"));
+  EXPECT_TRUE(after.count("derp_stun_requests{disposition=success}"));
+}
+
+TEST(RelayMetrics, DebugVarsIsJsonHoldingEveryCounter) {
+  auto relay = start_relay(ServerOptions{});
+  ASSERT_TRUE(relay);
+  auto body = http_get(relay->port(), "/debug/vars");
+  ASSERT_TRUE(body.has_value());
+  const auto j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << *body;
+  ASSERT_TRUE(j["derp"].is_object()) << *body;
+  for (const auto& [name, value] : relay->counters()) {
+    if (name.rfind("stun_", 0) == 0) continue;
+    EXPECT_TRUE(j["derp"].contains(name)) << name;
+  }
+  EXPECT_GE(j["derp"]["accepts"].get<int64_t>(), 1);  // this very request
+  EXPECT_TRUE(j["stun"]["counter_requests"].is_object());
+}
+
+TEST(RelayMetrics, DebugIndexListsTheEndpointsAndUnknownDebugPathIs404) {
+  auto relay = start_relay(ServerOptions{});
+  ASSERT_TRUE(relay);
+  auto index = http_get(relay->port(), "/debug/");
+  ASSERT_TRUE(index.has_value());
+  EXPECT_NE(index->find("/debug/varz"), std::string::npos);
+  EXPECT_TRUE(http_get(relay->port(), "/debug/nope", "404 Not Found").has_value());
+}
+
+TEST(RelayMetrics, MetricsAddrServesPrometheusOnItsOwnListener) {
+  ServerOptions o;
+  o.metrics_addr = "127.0.0.1:0";
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  const std::string addr = relay->metrics_address();
+  ASSERT_EQ(addr.rfind("127.0.0.1:", 0), 0u) << addr;
+  const auto port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  ASSERT_NE(port, relay->port());
+  auto body = http_get(port, "/metrics");
+  ASSERT_TRUE(body.has_value());
+  const auto m = parse_prometheus(*body);
+  EXPECT_TRUE(m.count("derp_accepts"));
+  EXPECT_TRUE(http_get(port, "/debug/varz", "404 Not Found").has_value());
+}
+
+TEST(RelayMetrics, BadMetricsAddrFailsStartWithUsageError) {
+  ServerOptions o;
+  o.private_key = NodePrivate::generate();
+  o.listen_addr = "127.0.0.1:0";
+  o.threads = 1;
+  o.metrics_addr = "127.0.0.1:notaport";
+  auto relay = Server::start(std::move(o));
+  ASSERT_FALSE(relay.ok());
+  EXPECT_EQ(relay.error().kind, ErrorKind::kUsage);
+  EXPECT_NE(relay.error().message.find("metrics address"), std::string::npos)
+      << relay.error().message;
+}
+
+TEST(DerpServeMetrics, MetricsAddrServesMetricsFromTheTool) {
+  char tmpl[] = "/tmp/derp-serve-metrics-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto child = Child::spawn({std::string(DERP_BIN_DIR) + "/derp-serve", "-a", "127.0.0.1:0",
+                             "--stun-port", "0", "--metrics-addr", "127.0.0.1:0"},
+                            dir);
+  ASSERT_TRUE(child);
+  auto line = child->read_stdout_line();
+  ASSERT_TRUE(line.has_value()) << child->stderr_text();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(
+      *line, m, std::regex(".* stun 127\\.0\\.0\\.1:[0-9]+ metrics 127\\.0\\.0\\.1:([0-9]+)")))
+      << *line;
+  auto body = http_get(static_cast<uint16_t>(std::stoi(m[1].str())), "/metrics");
+  ASSERT_TRUE(body.has_value());
+  const auto metrics = parse_prometheus(*body);
+  EXPECT_TRUE(metrics.count("derp_packets_received"));
+  EXPECT_TRUE(metrics.count("derp_stun_requests{disposition=not_stun}"));
+  child->signal(SIGTERM);
+  EXPECT_EQ(child->wait(), 0) << child->stderr_text();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace derp::test

@@ -1,0 +1,197 @@
+// Rendering of the relay's counters for scrapers (server/metrics.h) and the /debug/ routes'
+// access rule (server/http_routes.h): names, types, labels, and every line parseable.
+#include "server/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "server/http_routes.h"
+
+namespace derp::server {
+namespace {
+
+CounterMap sample() {
+  return {
+      {"accepts", 3},
+      {"packets_received", 42},
+      {"gauge_current_connections", 2},
+      {"counter_total_dup_client_conns", 1},
+      {"packets_dropped", 7},
+      {"packets_dropped_reason_unknown_dest", 5},
+      {"packets_dropped_reason_queue_head", 2},
+      {"packets_dropped_kind_disco", 1},
+      {"packets_received_kind_other", 40},
+      {"stun_requests_success", 9},
+      {"stun_requests_not_stun", 4},
+      {"stun_addrfamily_ipv4", 8},
+      {"stun_addrfamily_ipv6", 1},
+  };
+}
+
+// One line of the text exposition format: a TYPE comment or a sample with optional labels.
+const std::regex kTypeLine("# TYPE (derp_[a-zA-Z0-9_:]+) (counter|gauge)");
+const std::regex kSampleLine(
+    "(derp_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\\\n]|\\\\.)*)\"\\})? "
+    "(-?[0-9]+)");
+
+struct Parsed {
+  std::map<std::string, std::string> types;  // family -> type
+  std::map<std::string, int64_t> samples;    // "name" or "name{label=value}" -> value
+};
+
+Parsed parse_all(const std::string& text) {
+  Parsed p;
+  std::istringstream in(text);
+  std::string line;
+  std::string family;  // the TYPE line in force
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, kTypeLine)) {
+      EXPECT_EQ(p.types.count(m[1]), 0u) << "TYPE twice: " << line;
+      family = m[1];
+      p.types[family] = m[2];
+    } else if (std::regex_match(line, m, kSampleLine)) {
+      EXPECT_EQ(m[1].str(), family) << "sample outside its family's TYPE block: " << line;
+      std::string key = m[1];
+      if (m[2].matched) key += "{" + m[3].str() + "=" + m[4].str() + "}";
+      EXPECT_EQ(p.samples.count(key), 0u) << "duplicate sample: " << line;
+      p.samples[key] = std::stoll(m[5]);
+    } else {
+      ADD_FAILURE() << "unparseable line: " << line;
+    }
+  }
+  EXPECT_TRUE(text.empty() || text.back() == '\n');
+  return p;
+}
+
+TEST(MetricsPrometheus, EveryLineParsesAndEveryCounterAppearsOnce) {
+  const auto p = parse_all(render_prometheus(sample()));
+  EXPECT_EQ(p.samples.size(), sample().size());
+}
+
+TEST(MetricsPrometheus, GaugeAndCounterPrefixesSetTheTypeAndAreStripped) {
+  const auto p = parse_all(render_prometheus(sample()));
+  EXPECT_EQ(p.types.at("derp_current_connections"), "gauge");
+  EXPECT_EQ(p.samples.at("derp_current_connections"), 2);
+  EXPECT_EQ(p.types.at("derp_total_dup_client_conns"), "counter");
+  EXPECT_EQ(p.samples.at("derp_total_dup_client_conns"), 1);
+  EXPECT_EQ(p.types.at("derp_accepts"), "counter");
+  EXPECT_EQ(p.samples.at("derp_packets_received"), 42);
+  EXPECT_EQ(p.samples.at("derp_packets_dropped"), 7);
+  EXPECT_EQ(p.types.count("derp_gauge_current_connections"), 0u);
+}
+
+TEST(MetricsPrometheus, PerLabelKeysBecomeLabelledFamilies) {
+  const auto p = parse_all(render_prometheus(sample()));
+  EXPECT_EQ(p.types.at("derp_packets_dropped_reason"), "counter");
+  EXPECT_EQ(p.samples.at("derp_packets_dropped_reason{reason=unknown_dest}"), 5);
+  EXPECT_EQ(p.samples.at("derp_packets_dropped_reason{reason=queue_head}"), 2);
+  EXPECT_EQ(p.samples.at("derp_packets_dropped_kind{kind=disco}"), 1);
+  EXPECT_EQ(p.samples.at("derp_packets_received_kind{kind=other}"), 40);
+  EXPECT_EQ(p.samples.at("derp_stun_requests{disposition=success}"), 9);
+  EXPECT_EQ(p.samples.at("derp_stun_requests{disposition=not_stun}"), 4);
+  EXPECT_EQ(p.samples.at("derp_stun_addrfamily{family=ipv4}"), 8);
+  EXPECT_EQ(p.samples.at("derp_stun_addrfamily{family=ipv6}"), 1);
+}
+
+TEST(MetricsPrometheus, ExactTextForASmallMap) {
+  const CounterMap m = {{"gauge_watchers", 1}, {"stun_requests_success", 2}, {"accepts", 3}};
+  EXPECT_EQ(render_prometheus(m),
+            "# TYPE derp_accepts counter\n"
+            "derp_accepts 3\n"
+            "# TYPE derp_stun_requests counter\n"
+            "derp_stun_requests{disposition=\"success\"} 2\n"
+            "# TYPE derp_watchers gauge\n"
+            "derp_watchers 1\n");
+}
+
+TEST(MetricsPrometheus, OddKeysStillRenderParseableText) {
+  const CounterMap m = {{"weird key-1", 1}, {"packets_dropped_reason_a\"b\\c", 2}};
+  const auto p = parse_all(render_prometheus(m));
+  EXPECT_EQ(p.samples.at("derp_weird_key_1"), 1);
+  EXPECT_EQ(p.samples.size(), 2u);
+}
+
+TEST(MetricsPrometheus, EmptyMapRendersNothing) { EXPECT_EQ(render_prometheus({}), ""); }
+
+TEST(MetricsExpvar, DerpObjectHoldsTheCountersAndStunIsNested) {
+  auto j = nlohmann::json::parse(render_expvar_json(sample()));
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["derp"]["accepts"], 3);
+  EXPECT_EQ(j["derp"]["gauge_current_connections"], 2);
+  EXPECT_EQ(j["derp"]["packets_dropped_reason_unknown_dest"], 5);
+  EXPECT_FALSE(j["derp"].contains("stun_requests_success"));
+  EXPECT_EQ(j["stun"]["counter_requests"]["success"], 9);
+  EXPECT_EQ(j["stun"]["counter_requests"]["not_stun"], 4);
+  EXPECT_EQ(j["stun"]["counter_addrfamily"]["ipv6"], 1);
+  EXPECT_EQ(j["derp"].size() + 4, sample().size());
+}
+
+// ---- /debug/ routes
+
+Request get(std::string target) {
+  Request req{http::verb::get, target, 11};
+  req.set(http::field::host, "x");
+  return req;
+}
+
+RouteContext ctx(bool allowed) {
+  RouteContext c;
+  c.debug_allowed = allowed;
+  c.counters = [] { return sample(); };
+  return c;
+}
+
+TEST(MetricsRoutes, DebugVarzServesPrometheusToTrustedPeers) {
+  auto res = route_http(get("/debug/varz"), ctx(true));
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_EQ(res[http::field::content_type], kPrometheusContentType);
+  EXPECT_EQ(res.body(), render_prometheus(sample()));
+}
+
+TEST(MetricsRoutes, DebugVarsServesJsonToTrustedPeers) {
+  auto res = route_http(get("/debug/vars"), ctx(true));
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_EQ(res[http::field::content_type], "application/json; charset=utf-8");
+  EXPECT_EQ(nlohmann::json::parse(res.body())["derp"]["accepts"], 3);
+}
+
+TEST(MetricsRoutes, DebugIsForbiddenToOthers) {
+  for (const char* path : {"/debug/vars", "/debug/varz", "/debug/", "/debug/pprof/"}) {
+    auto res = route_http(get(path), ctx(false));
+    EXPECT_EQ(res.result(), http::status::forbidden) << path;
+    EXPECT_EQ(res.body(), "debug access denied\n") << path;
+  }
+}
+
+TEST(MetricsRoutes, UnknownDebugPathIs404AndOtherRoutesAreUnchanged) {
+  EXPECT_EQ(route_http(get("/debug/nope"), ctx(true)).result(), http::status::not_found);
+  EXPECT_EQ(route_http(get("/debug/"), ctx(true)).result(), http::status::ok);
+  EXPECT_EQ(route_http(get("/derp/probe"), ctx(false)).result(), http::status::ok);
+  EXPECT_EQ(route_http(get("/debugger"), ctx(true)).result(), http::status::not_found);
+}
+
+TEST(MetricsRoutes, LoopbackIsV4LoopbackMappedOrV6Loopback) {
+  auto v4 = [](uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+    return std::array<uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d};
+  };
+  EXPECT_TRUE(is_loopback(v4(127, 0, 0, 1)));
+  EXPECT_TRUE(is_loopback(v4(127, 1, 2, 3)));
+  EXPECT_FALSE(is_loopback(v4(10, 0, 0, 1)));
+  EXPECT_FALSE(is_loopback(v4(128, 0, 0, 1)));
+  std::array<uint8_t, 16> v6_one{};
+  v6_one[15] = 1;
+  EXPECT_TRUE(is_loopback(v6_one));
+  std::array<uint8_t, 16> unspecified{};
+  EXPECT_FALSE(is_loopback(unspecified));
+  std::array<uint8_t, 16> other{0x20, 0x01, 0x0d, 0xb8};
+  other[15] = 1;
+  EXPECT_FALSE(is_loopback(other));
+}
+
+}  // namespace
+}  // namespace derp::server

@@ -176,7 +176,7 @@ TEST_F(ClientTls, Sha256RawPinMismatchIsTlsError) {
 }
 
 TEST_F(ClientTls, Sha256RawPinStillRequiresTheDialedAddressInTheCertificate) {
-  front({.common_name = "relay", .dns_names = {"relay.example"}, .ip_addrs = {"10.0.0.1"}});
+  front({.common_name = "relay", .dns_names = {"relay.example"}, .ip_addrs = {"127.0.0.2"}});
   auto o = options();
   o.cert_name = "sha256-raw:" + cert_.sha256_hex;
   auto e = connect_error(o);
@@ -201,7 +201,7 @@ TEST_F(ClientTls, ExpiredCertificateIsTlsErrorWithCaFileAndWithPin) {
 }
 
 TEST_F(ClientTls, CertificateForAnotherNameIsTlsError) {
-  front({.common_name = "relay", .dns_names = {"relay.example"}, .ip_addrs = {"10.0.0.1"}});
+  front({.common_name = "relay", .dns_names = {"relay.example"}, .ip_addrs = {"127.0.0.2"}});
   auto o = options();
   o.ca_file = ca_file_;
   auto e = connect_error(o);

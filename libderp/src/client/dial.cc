@@ -269,21 +269,26 @@ asio::awaitable<Result<DialedStream>> dial_stream(const DialSettings& s,
   const Error first = up.error();
   out.stream->close();
   if (s.log) s.log("derp client: " + first.message + ": a proxy stripped Upgrade: DERP; retrying over WebSocket");
+  // When the retry fails too, the 426 stays the error (its layer is what the operator must fix);
+  // the retry's failure is appended.
+  auto retry_failed = [&](const Error& e) {
+    return Error(first.kind,
+                 first.message + " (a proxy stripped Upgrade: DERP?; retrying over WebSocket "
+                                 "failed: " + e.message + ")",
+                 first.cause);
+  };
   auto again = co_await dial_target_tcp(s, *used, deadline);
-  if (!again) co_return again.error().wrap(first.message + "; WebSocket retry");
+  if (!again) co_return retry_failed(again.error());
   ConnectReport retry = rep;
   retry.dns = again->dns;
   retry.tcp = again->tcp;
   retry.remote_addr = again->remote;
   auto tr2 = co_await secure(*used, std::move(again->socket), deadline, retry);
-  if (!tr2) co_return tr2.error().wrap(first.message + "; WebSocket retry");
+  if (!tr2) co_return retry_failed(tr2.error());
   retry.local_addr = tr2->stream->local_address();
   if (retry.remote_addr.empty()) retry.remote_addr = tr2->stream->remote_address();
   auto ws = co_await upgrade_websocket(s, *used, std::move(*tr2), deadline, retry);
-  if (!ws) {
-    co_return ws.error().wrap(first.message +
-                              " (a proxy stripped Upgrade: DERP?); WebSocket retry");
-  }
+  if (!ws) co_return retry_failed(ws.error());
   retry.note = "a proxy stripped Upgrade: DERP; retried over WebSocket";
   out.report = std::move(retry);
   out.stream = std::move(*ws);

@@ -34,6 +34,20 @@ struct ServerOptions {
   // host:port of a separate plain-HTTP listener serving GET /metrics (Prometheus text, the
   // same as /debug/varz) to anyone who can reach it; empty = none. Port 0 = ephemeral.
   std::string metrics_addr;
+
+  // TLS (PROTOCOL.md §6.3), derper's --certmode: "" = plain HTTP on listen_addr; "manual" =
+  // TLS on listen_addr with cert_dir/HOSTNAME.crt and .key ("letsencrypt" is refused). With an
+  // IP-address hostname and no files, a self-signed certificate is generated and saved there.
+  std::string cert_mode;
+  std::string cert_dir;
+  std::string hostname;
+  // Files are checked for changes (mtime, size, inode) at accept time, at most this often;
+  // a change reloads them for new connections. 0 = only reload_certificates().
+  std::chrono::milliseconds cert_check_interval{1000};
+  // With TLS: derper's --http-port, a plain-HTTP listener on listen_addr's host serving
+  // /generate_204, /debug/ (loopback) and a 302 to https:// for everything else. -1 = none;
+  // 0 = ephemeral. Ignored without TLS, as derper does.
+  int http_port = -1;
 };
 
 class Server {
@@ -54,6 +68,17 @@ class Server {
   uint16_t stun_port() const;
   // The bound metrics listener address, e.g. "127.0.0.1:40124", or "" when there is none.
   std::string metrics_address() const;
+  // True when listen_addr serves TLS.
+  bool tls() const;
+  // "sha256-raw:<64 hex>" of the served leaf certificate's DER (a DERP map CertName,
+  // PROTOCOL.md §6.3), or "" without TLS. Follows reloads.
+  std::string cert_pin() const;
+  // The bound --http-port listener address, or "" when there is none.
+  std::string http_address() const;
+  // Reads the certificate files again (derp-serve calls it on SIGHUP). Connections already
+  // established keep their session; new ones get the new certificate. On error the old
+  // certificate stays. kUsage without TLS.
+  Result<void> reload_certificates();
 
   // Counters and gauges under derper's expvar names (PROTOCOL.md §6.6), e.g. "accepts",
   // "packets_received", "gauge_current_connections", "packets_dropped_reason_unknown_dest".

@@ -156,15 +156,6 @@ Response bad_request_response(std::string_view why) {
   return res;
 }
 
-Response websocket_not_implemented_response() {
-  Response res{http::status::not_implemented, 11};
-  res.set(http::field::content_type, "text/plain; charset=utf-8");
-  res.set(http::field::connection, "close");
-  res.body() = "DERP over WebSocket is not supported by this relay yet\n";
-  res.prepare_payload();
-  return res;
-}
-
 std::string switching_protocols_head(const NodePublic& server) {
   std::string s =
       "HTTP/1.1 101 Switching Protocols\r\n"

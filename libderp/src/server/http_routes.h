@@ -22,7 +22,7 @@ using Response = http::response<http::string_body>;
 enum class Upgrade {
   kNone,           // not a DERP upgrade: route_http answers it
   kDerp,           // raw DERP (Upgrade: DERP, or legacy websocket without the derp subprotocol)
-  kWebSocketDerp,  // RFC 6455 carrying DERP: not served yet (501)
+  kWebSocketDerp,  // RFC 6455 carrying DERP (PROTOCOL.md §6.4): Sec-WebSocket-Protocol has "derp"
 };
 
 // How a request head asks to become a DERP connection.
@@ -53,9 +53,6 @@ inline constexpr std::string_view kPrometheusContentType =
 
 // 400 for a request head that failed to parse, with Connection: close.
 Response bad_request_response(std::string_view why);
-
-// 501 for a WebSocket DERP upgrade until that transport exists.
-Response websocket_not_implemented_response();
 
 // The exact 101 head derper writes before the ServerKey frame.
 std::string switching_protocols_head(const NodePublic& server);

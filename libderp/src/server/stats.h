@@ -45,6 +45,7 @@ enum class Counter : int {
   kStunRequestsWriteError,
   kStunAddrFamilyIpv4,
   kStunAddrFamilyIpv6,
+  kWebSocketAccepts,  // derper's derp_websocket_accepts
   kCount,
 };
 

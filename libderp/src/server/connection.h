@@ -71,7 +71,8 @@ class Connection final : public ClientConn {
         server_public_(server_public),
         hs_timer_(stream_.get_executor()),
         write_timer_(stream_.get_executor()),
-        ka_timer_(stream_.get_executor()) {}
+        ka_timer_(stream_.get_executor()),
+        rate_timer_(stream_.get_executor()) {}
 
   ~Connection() override {
     if (rchunk_) ChunkPool::unref(rchunk_);
@@ -200,7 +201,7 @@ class Connection final : public ClientConn {
   // ---- HTTP front.
   void read_request() {
     parser_.emplace();
-    parser_->header_limit(8 * 1024);
+    parser_->header_limit(static_cast<uint32_t>(opts_.max_header_bytes));
     parser_->body_limit(16 * 1024);
     arm_handshake_deadline();
     beast::http::async_read_header(
@@ -272,6 +273,7 @@ class Connection final : public ClientConn {
     RouteContext ctx;
     ctx.debug_allowed = is_loopback(presence_scratch_.ip16);
     ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
+    ctx.hooks = &relay_.route_hooks();
     res_ =
         port80_ ? route_port80(parser_->get(), ctx, https_host_) : route_http(parser_->get(), ctx);
     beast::http::async_write(stream_, res_,
@@ -350,6 +352,45 @@ class Connection final : public ClientConn {
     hbuf_.consume(kFrameHeaderLen + len);
 
     const bool mesh = !opts_.mesh_key.is_zero() && opened->info.mesh_key.equals(opts_.mesh_key);
+    if (!mesh && !admit(*opened)) return;
+    admitted(*opened, mesh);
+  }
+
+  // ---- Admission (PROTOCOL.md §4.11; server/admission.h). True: go on now. False: refused,
+  // or the admission URL is being asked and admitted() follows from its answer.
+  bool admit(const OpenedClientInfo& opened) {
+    Admission& adm = relay_.admission();
+    if (auto why = adm.check_allow_keys(opened.client)) {
+      refuse_client(opened.client, Counter::kRefusedAllowKeys, *why);
+      return false;
+    }
+    if (!adm.asks_url()) return true;
+    arm_handshake_deadline();
+    std::string ip = remote_.substr(0, remote_.rfind(':'));
+    if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+    adm.verify_async(opened.client, std::move(ip),
+                     [self = self_ptr(), opened](std::optional<std::string> refusal) {
+                       asio::post(self->stream_.get_executor(), [self, opened, refusal] {
+                         if (self->closed_) return;
+                         if (refusal) {
+                           self->refuse_client(opened.client, Counter::kRefusedVerifyUrl,
+                                               *refusal);
+                         } else {
+                           self->admitted(opened, false);
+                         }
+                       });
+                     });
+    return false;
+  }
+
+  void refuse_client(const NodePublic& key, Counter counter, const std::string& why) {
+    stats_.add(counter);
+    log(fmt::format("{}: refused client {}: {}", remote_, key.to_string(), why));
+    close("refused: " + why);
+  }
+
+  void admitted(const OpenedClientInfo& opened_info, bool mesh) {
+    const OpenedClientInfo* opened = &opened_info;
     Presence pres = presence_scratch_;
     pres.key = opened->client;
     pres.flags = 0;
@@ -363,6 +404,10 @@ class Connection final : public ClientConn {
     if (not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections);
 
     ServerInfo info;
+    if (opts_.client_rate_bytes_per_second > 0) {
+      info.token_bucket_bytes_per_second = opts_.client_rate_bytes_per_second;
+      info.token_bucket_bytes_burst = rate_burst(opts_);
+    }
     set_preamble(encode_server_info_frame(opts_.private_key, opened->client, info));
     relay_.register_client(shared_from_this());
     if (opts_.verbose) {
@@ -395,6 +440,7 @@ class Connection final : public ClientConn {
   void read_raw() {
     for (int i = 0; i < 16; ++i) {
       if (closed_) return;
+      if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
       make_room();
       boost::system::error_code ec;
       const size_t n = stream_.read_some(
@@ -435,6 +481,7 @@ class Connection final : public ClientConn {
   // pins no chunk; those bytes are then moved into a chunk and the rest read in place.
   void read_async() {
     if (closed_) return;
+    if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
     if (rbegin_ == rend_ && !more_buffered()) {
       if (rchunk_ != nullptr) {
         ChunkPool::unref(rchunk_);
@@ -520,11 +567,29 @@ class Connection final : public ClientConn {
       return false;
     }
     rbegin_ += *r;
-    return !closed_;
+    if (closed_) return false;
+    if (const auto wait = take_throttle(); wait.count() > 0) {
+      // Out of receive tokens: read nothing more until they are back (TCP back-pressure).
+      rate_timer_.expires_after(wait);
+      rate_timer_.async_wait([self = self_ptr()](boost::system::error_code ec) {
+        if (ec || self->closed_) return;
+        if (self->consume()) self->read_loop();
+      });
+      return false;
+    }
+    return true;
   }
 
   // ---- Writer.
   void post_flush() override {
+    if (relay_.faults().any()) {
+      if (const auto d = relay_.faults().latency(); d.count() > 0) {
+        // Latency fault: every write waits; the one-off timer allocation is fault-only.
+        auto t = std::make_shared<asio::steady_timer>(stream_.get_executor(), d);
+        t->async_wait([self = self_ptr(), t](boost::system::error_code) { self->flush(); });
+        return;
+      }
+    }
     asio::post(stream_.get_executor(), [self = self_ptr()] { self->flush(); });
   }
 
@@ -592,6 +657,7 @@ class Connection final : public ClientConn {
     hs_timer_.cancel();
     write_timer_.cancel();
     ka_timer_.cancel();
+    rate_timer_.cancel();
     boost::system::error_code ec;
     lowest().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     lowest().close(ec);
@@ -619,6 +685,7 @@ class Connection final : public ClientConn {
   asio::steady_timer hs_timer_;
   asio::steady_timer write_timer_;
   asio::steady_timer ka_timer_;
+  asio::steady_timer rate_timer_;  // receive token bucket wait
 
   // HTTP and handshake state; released once the DERP stream starts.
   beast::flat_buffer hbuf_;

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "derp/key.h"
+#include "server/route_hooks.h"
 
 namespace derp::server {
 
@@ -37,6 +38,9 @@ struct RouteContext {
   bool debug_allowed = false;
   // The counters for /debug/vars and /debug/varz; called only for those paths. Null: 404.
   std::function<std::map<std::string, int64_t>()> counters;
+  // Status page, fault injection and /bootstrap-dns; null or empty hooks: those answer 404
+  // (the status section of "/" is left out).
+  const RouteHooks* hooks = nullptr;
 };
 
 // True for 127.0.0.0/8 (plain or as ::ffff:127.x.y.z) and ::1: who may see /debug/.

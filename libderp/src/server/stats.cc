@@ -64,6 +64,8 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "stun_requests_write_error",
       "stun_addrfamily_ipv4",
       "stun_addrfamily_ipv6",
+      "mesh_frames_refused",
+      "mesh_forward_drops",
   };
   for (int i = 0; i < static_cast<int>(Counter::kCount); ++i) {
     out[kNames[i]] = v_[i].load(std::memory_order_relaxed);

@@ -45,6 +45,10 @@ enum class Counter : int {
   kStunRequestsWriteError,
   kStunAddrFamilyIpv4,
   kStunAddrFamilyIpv6,
+  // Mesh: WatchConns / ClosePeer / ForwardPacket from a connection without the mesh key (the
+  // connection is closed), and packets a mesh link could not carry (queue full, link down).
+  kMeshFramesRefused,
+  kMeshForwardDrops,
   kCount,
 };
 

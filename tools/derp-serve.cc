@@ -1,4 +1,5 @@
-// derp-serve: run a DERP relay on plain HTTP, with derper's STUN server (derper --dev).
+// derp-serve: run a DERP relay (plain HTTP, or TLS as derper --certmode=manual), with derper's
+// STUN server. Takes derper's flag names, with one dash or two (tools/common/go_flags.h).
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -9,13 +10,56 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/go_flags.h"
 #include "derp/key.h"
 #include "derp/server.h"
 
+namespace {
+
+// derper flags derp-serve does not implement: refused by name, never ignored.
+derp::tools::GoFlagPolicy derper_policy() {
+  derp::tools::GoFlagPolicy p;
+  p.short_names = "acv";
+  p.refused = {
+      {"dev", "use -a 127.0.0.1:3340 (derp-serve's default) instead"},
+      {"derp", "derp-serve always serves DERP"},
+      {"home", "derp-serve serves its own status page at /"},
+      {"verify-clients", "no tailscaled integration; use --verify-client-url or --allow-keys"},
+      {"socket", "no tailscaled integration (--verify-clients)"},
+      {"unpublished-bootstrap-dns-names", "use --bootstrap-dns-names"},
+      {"secrets-url", "no setec support; use --mesh-psk-file"},
+      {"secrets-path-prefix", "no setec support; use --mesh-psk-file"},
+      {"secrets-cache-dir", "no setec support; use --mesh-psk-file"},
+      {"rate-config", "use --client-rate-bytes-per-sec and --client-rate-burst-bytes"},
+      {"ace", "no ACE (CONNECT) proxy"},
+  };
+  return p;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!part.empty()) out.push_back(std::move(part));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace derp;
-  tools::ToolCli cli("derp-serve", "Run a DERP relay (plain HTTP; TLS comes later).");
+  tools::ToolCli cli("derp-serve", "Run a DERP relay (plain HTTP, or TLS with --certmode manual).");
+  auto normalised = tools::normalise_go_flags(argc, argv, derper_policy());
+  if (normalised.error) return cli.fail(Error(ErrorKind::kUsage, *normalised.error));
+  tools::ArgvHolder args(std::move(normalised.args));
+
   std::string addr = "127.0.0.1:3340";
   std::string key_file = "derper.key";
   std::string mesh_file;
@@ -25,6 +69,18 @@ int main(int argc, char** argv) {
   bool stun = true;  // derper's default
   int stun_port = 3478;
   std::string metrics_addr;
+  std::string verify_url;
+  bool verify_fail_open = true;  // derper's default
+  std::string allow_keys;
+  double accept_limit = 0;
+  int64_t accept_burst = 0;
+  std::string keepalive_text = "10m", user_timeout_text = "15s", write_timeout_text = "2s";
+  std::string handshake_timeout_text = "10s";
+  int64_t max_header_bytes = 8192;
+  int64_t rate = 0, rate_burst = 0;
+  std::string bootstrap_names;
+  std::vector<std::string> faults;
+  std::string restart_in_text = "1s", restart_try_text = "30s";
   auto& app = cli.app();
   app.add_option("-a,--addr", addr, "Listen address host:port (port 0 = any free port)")
       ->capture_default_str();
@@ -49,14 +105,123 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-addr", metrics_addr,
                  "Also serve GET /metrics (Prometheus text) on this host:port, plain HTTP, "
                  "to anyone who can reach it (port 0 = any free port)");
-  if (auto code = cli.parse(argc, argv)) return *code;
+  // ---- TLS / --http-port (derper's -certmode, -certdir, -hostname, -http-port).
+  std::string cert_mode;  // "" = plain HTTP on -a (derper --dev); derper's default is letsencrypt
+  std::string cert_dir;
+  std::string hostname;
+  int http_port = 80;  // derper's default; only used with TLS
+  app.add_option("--certmode", cert_mode,
+                 "\"manual\": serve TLS on --addr with CERTDIR/HOSTNAME.crt and .key (self-signed "
+                 "and generated when HOSTNAME is an IP and the files are missing). Default: plain "
+                 "HTTP. \"letsencrypt\" is not supported");
+  app.add_option("--certdir", cert_dir, "Directory of HOSTNAME.crt/.key (with --certmode manual)");
+  app.add_option("--hostname", hostname,
+                 "TLS hostname or IP: names the cert files, must match the certificate");
+  app.add_option("--http-port", http_port,
+                 "With TLS: plain-HTTP port on --addr's host (/generate_204, /debug/, else 302 to "
+                 "https); -1 = none, 0 = any free port")
+      ->check(CLI::Range(-1, 65535))
+      ->capture_default_str();
+  app.add_option("--verify-client-url", verify_url,
+                 "Admission controller: POST {NodePublic, Source} here; 200 {\"Allow\":true} "
+                 "admits");
+  app.add_flag("--verify-client-url-fail-open", verify_fail_open,
+               "Admit clients when the admission URL is unreachable (=false: refuse them)")
+      ->capture_default_str();
+  app.add_option("--allow-keys", allow_keys,
+                 "Only admit the node keys in this file (nodekey:HEX per line, # comments); "
+                 "re-read on SIGHUP");
+  app.add_option("--accept-connection-limit", accept_limit,
+                 "Accepted connections per second (0 = unlimited); excess ones are closed")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--accept-connection-burst", accept_burst,
+                 "Burst for --accept-connection-limit (default: 1)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--tcp-keepalive-time", keepalive_text, "TCP keepalive idle time (0 = off)")
+      ->capture_default_str();
+  app.add_option("--tcp-user-timeout", user_timeout_text, "TCP_USER_TIMEOUT (0 = off)")
+      ->capture_default_str();
+  app.add_option("--tcp-write-timeout", write_timeout_text,
+                 "Close a client whose write stalls this long (0 = no timeout)")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", handshake_timeout_text,
+                 "Deadline for the HTTP request head and each DERP handshake step")
+      ->capture_default_str();
+  app.add_option("--max-header-bytes", max_header_bytes, "Largest HTTP request head accepted")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--client-rate-bytes-per-sec", rate,
+                 "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--client-rate-burst-bytes", rate_burst,
+                 "Token bucket burst (at least 65568, one largest frame)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--bootstrap-dns-names", bootstrap_names,
+                 "Comma-separated names served at /bootstrap-dns");
+  app.add_option("--fault", faults,
+                 "Fault injection at start: drop=PERCENT, latency=DURATION, health=TEXT "
+                 "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)");
+  app.add_option("--restart-reconnect-in", restart_in_text,
+                 "ServerRestarting advice sent on SIGTERM/SIGINT: reconnect after this")
+      ->capture_default_str();
+  app.add_option("--restart-try-for", restart_try_text,
+                 "ServerRestarting advice sent on SIGTERM/SIGINT: keep trying this long")
+      ->capture_default_str();
+  if (auto code = cli.parse(args.argc(), args.argv())) return *code;
+
+  ServerOptions opts;
+  struct Dur {
+    const char* flag;
+    const std::string* text;
+    std::chrono::milliseconds* out;
+  };
+  const Dur durations[] = {
+      {"--tcp-keepalive-time", &keepalive_text, &opts.tcp_keepalive},
+      {"--tcp-user-timeout", &user_timeout_text, &opts.tcp_user_timeout},
+      {"--tcp-write-timeout", &write_timeout_text, &opts.write_timeout},
+      {"--handshake-timeout", &handshake_timeout_text, &opts.handshake_timeout},
+      {"--restart-reconnect-in", &restart_in_text, &opts.restart_reconnect_in},
+      {"--restart-try-for", &restart_try_text, &opts.restart_try_for},
+  };
+  for (const auto& d : durations) {
+    auto v = tools::parse_duration(*d.text);
+    if (!v) return cli.fail(v.error().wrap(d.flag));
+    *d.out = tools::to_millis(*v);
+  }
+  if (opts.handshake_timeout.count() == 0) {
+    return cli.fail(Error(ErrorKind::kUsage, "--handshake-timeout: must be more than 0"));
+  }
+  if (cert_mode == "letsencrypt") {
+    return cli.fail(Error(
+        ErrorKind::kUsage,
+        "--certmode letsencrypt is not supported (no ACME client); use --certmode manual with "
+        "--certdir and --hostname"));
+  }
+  if (!cert_mode.empty() && cert_mode != "manual") {
+    return cli.fail(
+        Error(ErrorKind::kUsage, fmt::format("--certmode {:?}: want \"manual\"", cert_mode)));
+  }
+  if (cert_mode.empty() && addr.size() > 4 && addr.ends_with(":443")) {
+    return cli.fail(
+        Error(ErrorKind::kUsage,
+              "--addr on port 443 means TLS with Let's Encrypt in derper, which is not supported; "
+              "use --certmode manual --certdir DIR --hostname NAME"));
+  }
+  if (cert_mode.empty() && (!cert_dir.empty() || !hostname.empty())) {
+    cli.note("--certdir/--hostname have no effect without --certmode manual (as in derper)");
+  }
+  if (cert_mode == "manual" && cert_dir.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--certmode manual needs --certdir"));
+  }
+  if (cert_mode == "manual" && hostname.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--certmode manual needs --hostname"));
+  }
 
   bool created = false;
   auto key = load_or_create_key_file(key_file, &created);
   if (!key) return cli.fail(key.error().wrap(key_file));
   if (created) cli.note(fmt::format("created key file {}", key_file));
 
-  ServerOptions opts;
   opts.private_key = *key;
   opts.listen_addr = addr;
   opts.threads = threads;
@@ -64,6 +229,20 @@ int main(int argc, char** argv) {
   opts.stun = stun;
   opts.stun_port = static_cast<uint16_t>(stun_port);
   opts.metrics_addr = metrics_addr;
+  opts.verify_client_url = verify_url;
+  opts.verify_client_url_fail_open = verify_fail_open;
+  opts.allow_keys_file = allow_keys;
+  opts.accept_rate = accept_limit;
+  opts.accept_burst = accept_burst;
+  opts.max_header_bytes = static_cast<size_t>(max_header_bytes);
+  opts.client_rate_bytes_per_second = rate;
+  opts.client_rate_burst_bytes = rate_burst;
+  opts.bootstrap_dns_names = split_commas(bootstrap_names);
+  opts.faults = faults;
+  opts.cert_mode = cert_mode;
+  opts.cert_dir = cert_dir;
+  opts.hostname = hostname;
+  opts.http_port = cert_mode.empty() ? -1 : http_port;
   if (!mesh_file.empty()) {
     auto mesh = load_mesh_key_file(mesh_file);
     if (!mesh) return cli.fail(mesh.error().wrap(mesh_file));
@@ -84,14 +263,18 @@ int main(int argc, char** argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   auto server = Server::start(std::move(opts));
   if (!server) return cli.fail(server.error());
 
   // The one stdout line scripts and tests parse.
-  std::string line = fmt::format("derp-serve: listening on http://{}/derp key {}",
-                                 (*server)->local_address(), (*server)->public_key().to_string());
+  std::string line = fmt::format("derp-serve: listening on {}://{}/derp key {}",
+                                 (*server)->tls() ? "https" : "http", (*server)->local_address(),
+                                 (*server)->public_key().to_string());
+  if (!(*server)->http_address().empty()) line += " http " + (*server)->http_address();
+  if ((*server)->tls()) line += " pin " + (*server)->cert_pin();
   if (stun) {
     const std::string local = (*server)->local_address();
     line += fmt::format(" stun {}:{}", local.substr(0, local.rfind(':')), (*server)->stun_port());
@@ -100,8 +283,27 @@ int main(int argc, char** argv) {
   std::cout << line << std::endl;
 
   int sig = 0;
-  sigwait(&sigs, &sig);
-  cli.note(fmt::format("got {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM"));
-  (*server)->stop();
+  for (;;) {
+    sigwait(&sigs, &sig);
+    if (sig != SIGHUP) break;
+    if (allow_keys.empty() && !(*server)->tls()) {
+      cli.note("got SIGHUP; nothing to reload");
+      continue;
+    }
+    if ((*server)->tls()) {
+      // The relay logs the outcome (new pin, or why the old certificate stays).
+      (void)(*server)->reload_certificates();
+    }
+    if (allow_keys.empty()) continue;
+    auto n = (*server)->reload_allow_keys();
+    if (!n) {
+      cli.note(fmt::format("got SIGHUP; keeping the old allow-keys list: {}", n.error().message));
+    } else {
+      cli.note(fmt::format("got SIGHUP; reloaded {}: {} key(s)", allow_keys, *n));
+    }
+  }
+  cli.note(fmt::format("got {}, telling clients the relay restarts, shutting down",
+                       sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  (*server)->graceful_stop();
   return tools::kExitOk;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -274,12 +275,30 @@ TEST(RelayVectors, HttpEndpointsAnswerAsRecordedOrAsCurrentDerper) {
                   "Cache-Control: no-cache, no-store, must-revalidate, no-transform, "
                   "max-age=0\r\n");
     } else if (req.find("Sec-WebSocket-Protocol: derp") != std::string::npos) {
-      // DERP over WebSocket is a later issue: refused clearly, never treated as raw DERP.
+      // DERP over WebSocket (PROTOCOL.md §6.4): the same 101 fields as derper (Beast orders
+      // them its own way and adds Server), then the ServerKey frame in one binary message.
       RawConn raw(s->port());
       ASSERT_TRUE(raw.write(req));
-      auto got = raw.read_http_response();
-      ASSERT_TRUE(got.has_value());
-      EXPECT_EQ(got->rfind("HTTP/1.1 501 ", 0), 0u) << *got;
+      auto head = raw.read_http_head();
+      ASSERT_TRUE(head.has_value());
+      EXPECT_EQ(head->rfind("HTTP/1.1 101 Switching Protocols\r\n", 0), 0u) << *head;
+      for (const json& h : conn.at("response_headers")) {
+        std::string line = h.get<std::string>();
+        const std::string name = line.substr(0, line.find(':'));
+        std::string lower_head = *head, lower_line = line;
+        for (auto* t : {&lower_head, &lower_line}) {
+          for (char& ch : *t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        }
+        EXPECT_NE(lower_head.find("\r\n" + lower_line + "\r\n"), std::string::npos)
+            << name << " in " << *head;
+      }
+      auto msg = raw.read_exact(2 + kFrameHeaderLen + 40);
+      ASSERT_TRUE(msg.has_value());
+      EXPECT_EQ((*msg)[0], 0x82);  // FIN, binary
+      EXPECT_EQ((*msg)[1], kFrameHeaderLen + 40);
+      auto key = decode_server_key(std::span(*msg).subspan(2 + kFrameHeaderLen));
+      ASSERT_TRUE(key.ok());
+      EXPECT_EQ(*key, s->public_key());
       continue;
     }
     RawConn raw(s->port());

@@ -39,6 +39,57 @@ struct ServerOptions {
   // host:port of a separate plain-HTTP listener serving GET /metrics (Prometheus text, the
   // same as /debug/varz) to anyone who can reach it; empty = none. Port 0 = ephemeral.
   std::string metrics_addr;
+
+  // ---- Limits (PROTOCOL.md §4.11).
+  // Per-client receive token bucket: bytes of frame payload per second and burst. When a client
+  // runs out the relay stops reading from it until tokens come back (TCP back-pressure, as
+  // derper's --rate-config), never drops. Advertised in ServerInfo (TokenBucketBytesPerSecond /
+  // TokenBucketBytesBurst). 0 = off; the burst is raised to at least 65568 (one largest frame).
+  // Mesh peers are exempt.
+  int64_t client_rate_bytes_per_second = 0;
+  int64_t client_rate_burst_bytes = 0;
+  // Listener accept rate (connections/s) and burst, as derper's --accept-connection-limit /
+  // --accept-connection-burst: over the limit a connection is accepted and closed at once.
+  // 0 = unlimited.
+  double accept_rate = 0;
+  int64_t accept_burst = 0;
+  // TCP keepalive idle time and TCP_USER_TIMEOUT on accepted sockets (derper: 10 min, 15 s).
+  // 0 = leave the system default.
+  std::chrono::milliseconds tcp_keepalive{600000};
+  std::chrono::milliseconds tcp_user_timeout{15000};
+  size_t max_header_bytes = 8192;  // HTTP request head limit (431-style 400 beyond)
+
+  // ---- Admission (PROTOCOL.md §4.11). Mesh peers skip it.
+  // POST {"NodePublic":"nodekey:…","Source":"ip"} here; 200 with {"Allow":true} admits. Asked
+  // off the event loops; the handshake waits for the answer.
+  std::string verify_client_url;
+  bool verify_client_url_fail_open = true;  // admit when the URL cannot be reached
+  std::chrono::milliseconds verify_client_timeout{5000};
+  // File of allowed node keys (one nodekey:HEX per line, # comments); empty = everyone.
+  // Loaded at start (an unreadable file fails start with kUsage); reload_allow_keys() re-reads.
+  std::string allow_keys_file;
+
+  // Names served at /bootstrap-dns (derper's --bootstrap-dns-names), resolved in the background.
+  std::vector<std::string> bootstrap_dns_names;
+
+  // ---- Fault injection: specs applied at start (see apply_fault; docs/CLI.md "--fault").
+  std::vector<std::string> faults;
+  // Restarting advice sent by graceful_stop() (derper itself never sends the frame).
+  std::chrono::milliseconds restart_reconnect_in{1000};
+  std::chrono::milliseconds restart_try_for{30000};
+  // TLS (PROTOCOL.md §6.3), derper's --certmode: "" = plain HTTP on listen_addr; "manual" =
+  // TLS on listen_addr with cert_dir/HOSTNAME.crt and .key ("letsencrypt" is refused). With an
+  // IP-address hostname and no files, a self-signed certificate is generated and saved there.
+  std::string cert_mode;
+  std::string cert_dir;
+  std::string hostname;
+  // Files are checked for changes (mtime, size, inode) at accept time, at most this often;
+  // a change reloads them for new connections. 0 = only reload_certificates().
+  std::chrono::milliseconds cert_check_interval{1000};
+  // With TLS: derper's --http-port, a plain-HTTP listener on listen_addr's host serving
+  // /generate_204, /debug/ (loopback) and a 302 to https:// for everything else. -1 = none;
+  // 0 = ephemeral. Ignored without TLS, as derper does.
+  int http_port = -1;
 };
 
 class Server {
@@ -59,6 +110,17 @@ class Server {
   uint16_t stun_port() const;
   // The bound metrics listener address, e.g. "127.0.0.1:40124", or "" when there is none.
   std::string metrics_address() const;
+  // True when listen_addr serves TLS.
+  bool tls() const;
+  // "sha256-raw:<64 hex>" of the served leaf certificate's DER (a DERP map CertName,
+  // PROTOCOL.md §6.3), or "" without TLS. Follows reloads.
+  std::string cert_pin() const;
+  // The bound --http-port listener address, or "" when there is none.
+  std::string http_address() const;
+  // Reads the certificate files again (derp-serve calls it on SIGHUP). Connections already
+  // established keep their session; new ones get the new certificate. On error the old
+  // certificate stays. kUsage without TLS.
+  Result<void> reload_certificates();
 
   // Counters and gauges under derper's expvar names (PROTOCOL.md §6.6), e.g. "accepts",
   // "packets_received", "gauge_current_connections", "packets_dropped_reason_unknown_dest".
@@ -66,6 +128,25 @@ class Server {
 
   // Closes the listener and every connection, then joins the loops. Idempotent.
   void stop();
+
+  // Sends every connected client a ServerRestarting frame (PROTOCOL.md §4.9).
+  void notify_restarting(std::chrono::milliseconds reconnect_in, std::chrono::milliseconds try_for);
+  // notify_restarting() with the options' advice, waits (up to `flush_timeout`) until those
+  // frames are written, then stop(): clients see Restarting and then EOF.
+  void graceful_stop(std::chrono::milliseconds flush_timeout = std::chrono::milliseconds(2000));
+
+  // Sets the relay's health problem: a Health frame to every client now and to every client
+  // that connects while it is set. Empty = healthy (clients are told so).
+  void set_health(std::string problem);
+
+  // Re-reads ServerOptions::allow_keys_file (SIGHUP). On error the old list stays. Returns the
+  // number of keys now allowed.
+  Result<size_t> reload_allow_keys();
+
+  // Applies one fault-injection spec (grammar in docs/CLI.md, "derp-serve --fault"), e.g.
+  // "drop=25", "latency=200ms", "health=text", "restart=1s,30s", "close=nodekey:HEX",
+  // "stall=nodekey:HEX", "churn=nodekey:HEX", "clear". kUsage on a bad spec. Returns what was done.
+  Result<std::string> apply_fault(std::string_view spec);
 
  private:
   struct Impl;

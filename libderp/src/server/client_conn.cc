@@ -28,6 +28,11 @@ ClientConn::ClientConn(Relay& relay, Stats& stats, ChunkPool& pool, const Server
   bufs_capacity_ = 1 + 2 * 2 * depth + kMaxControlPerBatch + 2;
   bufs_.reserve(bufs_capacity_);
   encode_keep_alive(keep_alive_buf_);
+  rate_tokens_ = static_cast<double>(rate_burst(opts));
+}
+
+int64_t rate_burst(const ServerOptions& opts) {
+  return std::max<int64_t>(opts.client_rate_burst_bytes, kMinRateBurst);
 }
 
 ClientConn::~ClientConn() {
@@ -122,6 +127,31 @@ void ClientConn::enqueue_watch_present(const Presence& p) {
   queue_control(c, nullptr);
 }
 
+void ClientConn::send_health(std::string problem) {
+  bool need_post = false;
+  {
+    std::lock_guard lock(qmu_);
+    if (closing_) return;
+    health_ = std::move(problem);
+    health_pending_ = true;
+    schedule_locked(&need_post);
+  }
+  if (need_post) post_flush();
+}
+
+void ClientConn::send_restarting(uint32_t reconnect_in_ms, uint32_t try_for_ms) {
+  Control c;
+  c.len = static_cast<uint8_t>(encode_restarting(c.bytes, reconnect_in_ms, try_for_ms));
+  queue_control(c, nullptr);
+}
+
+bool ClientConn::write_idle() {
+  std::lock_guard lock(qmu_);
+  return closing_ || (!writing_ && !flush_posted_ && disco_q_.empty() && data_q_.empty() &&
+                      control_.empty() && !pong_pending_ && !keep_alive_pending_ &&
+                      !health_pending_ && preamble_.empty());
+}
+
 void ClientConn::set_preamble(std::vector<uint8_t> bytes) {
   bool need_post = false;
   {
@@ -178,6 +208,13 @@ bool ClientConn::begin_batch() {
     keep_alive_pending_ = false;
     bufs_.emplace_back(keep_alive_buf_.data(), keep_alive_buf_.size());
   }
+  if (health_pending_) {
+    // Rare (operator action): allocating here is fine.
+    health_pending_ = false;
+    health_inflight_.resize(kFrameHeaderLen + health_.size());
+    encode_health(health_inflight_, health_);
+    bufs_.emplace_back(health_inflight_.data(), health_inflight_.size());
+  }
   if (bufs_.empty()) return false;
   writing_ = true;
   return true;
@@ -207,7 +244,8 @@ bool ClientConn::end_batch(bool ok) {
   std::lock_guard lock(qmu_);
   writing_ = false;
   return !closing_ && (!disco_q_.empty() || !data_q_.empty() || !control_.empty() ||
-                       pong_pending_ || keep_alive_pending_ || !preamble_.empty());
+                       pong_pending_ || keep_alive_pending_ || health_pending_ ||
+                       !preamble_.empty());
 }
 
 void ClientConn::shut_queues() {
@@ -225,6 +263,7 @@ void ClientConn::shut_queues() {
   control_.clear();
   pong_pending_ = false;
   keep_alive_pending_ = false;
+  health_pending_ = false;
   received_from_.clear();
 }
 
@@ -266,12 +305,14 @@ Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t le
     }
     // A second ClientInfo is just another frame derper reads and discards.
     if (type == FrameType::kClientInfo) skip = true;
+    if (opts_.client_rate_bytes_per_second > 0 && !mesh_ && !pay_for_frame(h.length)) break;
 
     if (dup.load(std::memory_order_relaxed) && !active.load(std::memory_order_relaxed)) {
       relay_.note_dup_activity(this);
     }
     const size_t avail = len - off - kFrameHeaderLen;
     if (skip) {
+      head_paid_ = false;
       if (avail >= h.length) {
         off += kFrameHeaderLen + h.length;
       } else {
@@ -281,12 +322,32 @@ Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t le
       continue;
     }
     if (avail < h.length) break;  // kept frames are ≤ 64 KiB + 69: the chunk will hold it
+    head_paid_ = false;
     if (auto ok = handle_frame(chunk, h.type, data + off + kFrameHeaderLen, h.length); !ok) {
       return std::move(ok).error();
     }
     off += kFrameHeaderLen + h.length;
   }
   return off;
+}
+
+bool ClientConn::pay_for_frame(uint32_t payload_len) {
+  if (head_paid_) return true;
+  // derper charges each frame's payload, clamped to the largest frame, before reading it.
+  const double cost = static_cast<double>(std::min<int64_t>(payload_len, kMinRateBurst));
+  const double rate = static_cast<double>(opts_.client_rate_bytes_per_second);
+  const auto now = std::chrono::steady_clock::now();
+  const double elapsed = std::chrono::duration<double>(now - rate_refill_).count();
+  rate_refill_ = now;
+  rate_tokens_ = std::min(static_cast<double>(rate_burst(opts_)), rate_tokens_ + elapsed * rate);
+  if (rate_tokens_ < cost) {
+    throttle_ = std::chrono::nanoseconds(static_cast<int64_t>((cost - rate_tokens_) / rate * 1e9) + 1);
+    stats_.add(Counter::kRateLimitWaited);
+    return false;
+  }
+  rate_tokens_ -= cost;
+  head_paid_ = true;
+  return true;
 }
 
 Result<void> ClientConn::handle_frame(Chunk* chunk, uint8_t type, uint8_t* payload, uint32_t len) {

@@ -27,6 +27,11 @@ namespace derp::server {
 
 class Relay;
 
+// The receive token bucket never holds less than one largest frame (64 KiB + 32), as derper.
+inline constexpr int64_t kMinRateBurst = 65536 + 32;
+// The bucket's effective burst for these options.
+int64_t rate_burst(const ServerOptions& opts);
+
 // A RecvPacket waiting for the destination's writer: the 37-byte frame head (type, length,
 // source key) inline, the payload still in the sender's read chunk.
 struct PacketEntry {
@@ -87,6 +92,12 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // PeerGone / PeerPresent for a watcher.
   void enqueue_watch_gone(const NodePublic& peer);
   void enqueue_watch_present(const Presence& p);
+  // Health (empty = healthy) and ServerRestarting frames (PROTOCOL.md §4.9). A later Health
+  // replaces one not yet written.
+  void send_health(std::string problem);
+  void send_restarting(uint32_t reconnect_in_ms, uint32_t try_for_ms);
+  // True when nothing is queued or being written (graceful shutdown waits for it).
+  bool write_idle();
   // Closes the connection on its own loop.
   virtual void close_async(std::string why) = 0;
 
@@ -101,6 +112,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::atomic<bool> active{false};
   bool registered = false;  // relay lock
   bool watcher = false;     // relay lock
+  // Fault injection: the reader stops reading from this connection for good.
+  std::atomic<bool> stall_reads{false};
 
  protected:
   // ---- Used by the derived stream class, on the connection's own loop.
@@ -130,6 +143,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   const std::vector<boost::asio::const_buffer>& batch_buffers() const { return bufs_; }
 
+  // Receive token bucket: after process_frames() stopped early for want of tokens, how long to
+  // wait before calling it again (zero when it did not). Resets on read.
+  std::chrono::nanoseconds take_throttle() {
+    const auto t = throttle_;
+    throttle_ = {};
+    return t;
+  }
+
   Relay& relay_;
   Stats& stats_;
   ChunkPool& pool_;
@@ -158,7 +179,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   uint64_t id_;
 
   // Reader state (own loop only).
+  // Charges the frame at the read position to the receive token bucket; false when the reader
+  // must wait (throttle_ set).
+  bool pay_for_frame(uint32_t payload_len);
   uint64_t skip_remaining_ = 0;
+  double rate_tokens_ = 0;  // receive token bucket (ServerOptions::client_rate_*)
+  std::chrono::steady_clock::time_point rate_refill_ = std::chrono::steady_clock::now();
+  bool head_paid_ = false;  // the frame at the read position is already charged
+  std::chrono::nanoseconds throttle_{};
   bool preferred_ = false;
   double not_here_tokens_ = 3;
   std::chrono::steady_clock::time_point not_here_refill_ = std::chrono::steady_clock::now();
@@ -174,6 +202,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool pong_pending_ = false;
   PingData pong_data_{};
   bool keep_alive_pending_ = false;
+  bool health_pending_ = false;
+  std::string health_;
+  std::vector<uint8_t> health_inflight_;
   std::vector<uint8_t> preamble_;
   std::unordered_set<NodePublic> received_from_;
 

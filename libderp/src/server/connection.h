@@ -1,6 +1,7 @@
 // One accepted connection over a byte stream: the HTTP/1.1 front (Beast), the DERP handshake,
-// then the steady-state reader and the gathered writer. Templated on the stream so TLS and
-// WebSocket transports can reuse it; only plain TCP (tcp::socket) is instantiated today.
+// then the steady-state reader and the gathered writer. Templated on the stream: plain TCP
+// (tcp::socket), TLS (beast::ssl_stream), and DERP over WebSocket on either (PROTOCOL.md §6.4),
+// which a TCP/TLS connection hands its stream to when the upgrade asks for it.
 // Included only by server.cc.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <cstring>
@@ -26,18 +28,21 @@
 #include "server/http_routes.h"
 #include "server/metrics.h"
 #include "server/relay.h"
+#include "server/tls_port80.h"
+#include "server/ws_transport.h"
 
 namespace derp::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 
-// Stream hooks the steady-state reader needs: a non-blocking read attempt and a wait for
-// readability that holds no buffer (so idle connections pin no read chunk).
-inline void prepare_stream(asio::ip::tcp::socket& s) {
+// Plain TCP's steady-state reader needs a non-blocking read attempt and a wait for readability
+// that holds no buffer (so idle connections pin no read chunk). TLS and WebSocket streams may
+// hold bytes above the socket, so they read through the stream instead (read_async).
+inline void prepare_stream(asio::ip::tcp::socket& s, bool raw_reads) {
   boost::system::error_code ec;
   s.set_option(asio::ip::tcp::no_delay(true), ec);
-  s.non_blocking(true, ec);
+  if (raw_reads) s.non_blocking(true, ec);
 }
 inline std::string remote_string(asio::ip::tcp::socket& s, Presence* p) {
   boost::system::error_code ec;
@@ -66,7 +71,8 @@ class Connection final : public ClientConn {
         server_public_(server_public),
         hs_timer_(stream_.get_executor()),
         write_timer_(stream_.get_executor()),
-        ka_timer_(stream_.get_executor()) {}
+        ka_timer_(stream_.get_executor()),
+        rate_timer_(stream_.get_executor()) {}
 
   ~Connection() override {
     if (rchunk_) ChunkPool::unref(rchunk_);
@@ -74,11 +80,58 @@ class Connection final : public ClientConn {
 
   auto executor_for_start() { return stream_.get_executor(); }
 
+  // Keeps what the stream borrows (the TLS context it was made from) alive with it.
+  void hold(std::shared_ptr<void> p) { held_ = std::move(p); }
+  // Serve derper's --http-port handler (redirects to https://) instead of the relay's routes.
+  void set_port80(std::string https_host) {
+    port80_ = true;
+    https_host_ = std::move(https_host);
+  }
+
   // Call on the connection's own executor.
   void start() {
-    remote_ = remote_string(stream_, &presence_scratch_);
-    prepare_stream(stream_);
-    read_request();
+    remote_ = remote_string(lowest(), &presence_scratch_);
+    prepare_stream(lowest(), kRawReads);
+    if constexpr (kTls) {
+      arm_handshake_deadline();
+      stream_.async_handshake(
+          asio::ssl::stream_base::server, [self = self_ptr()](boost::system::error_code ec) {
+            if (self->closed_) return;
+            if (ec) {
+              if (self->opts_.verbose) {
+                self->log(fmt::format("{}: TLS handshake failed: {}", self->remote_, ec.message()));
+              }
+              return self->close("");
+            }
+            self->read_request();
+          });
+    } else {
+      read_request();
+    }
+  }
+
+  // A WebSocket connection's start: the upgrade request was read by the TCP/TLS connection
+  // that handed over its stream (PROTOCOL.md §6.4).
+  void start_websocket(Request req, std::string remote, const Presence& presence) {
+    static_assert(kWs);
+    remote_ = std::move(remote);
+    presence_scratch_ = presence;
+    const bool derp = offers_derp_subprotocol(req);
+    configure_websocket(stream_, derp);
+    arm_handshake_deadline();
+    stream_.async_accept(req, [self = self_ptr(), derp](boost::system::error_code ec) {
+      if (self->closed_) return;
+      if (ec) return self->refuse("WebSocket handshake: " + ec.message());
+      if (!derp) {
+        // derper accepts, then closes: the client offered no exact "derp" subprotocol.
+        self->log(
+            fmt::format("{}: WebSocket client must speak the derp subprotocol", self->remote_));
+        return self->ws_close(beast::websocket::close_code::policy_error,
+                              "client must speak the derp subprotocol");
+      }
+      self->stats_.add(Counter::kWebSocketAccepts);
+      self->start_derp(/*fast_start=*/true, /*not_ideal=*/false);  // no 101-DERP inside WS
+    });
   }
 
   void close_async(std::string why) override {
@@ -93,6 +146,46 @@ class Connection final : public ClientConn {
   void log(std::string_view line) {
     if (opts_.log) opts_.log(line);
   }
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // Writes every buffer: a gathered socket write, one coalescing TLS write loop, or one binary
+  // WebSocket message.
+  template <class Buffers, class Handler>
+  void write_all(const Buffers& buffers, Handler&& handler) {
+    if constexpr (kWs) {
+      stream_.async_write(buffers, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(stream_, buffers, std::forward<Handler>(handler));
+    }
+  }
+
+  // PROTOCOL.md §6.4: a text message closes the connection (1003).
+  bool ws_binary_ok() {
+    if constexpr (kWs) {
+      if (stream_.got_text()) {
+        log(fmt::format("{}: WebSocket text message, closing", peer_or_remote()));
+        ws_close(beast::websocket::close_code::unknown_data, "expected binary message");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void ws_close(beast::websocket::close_code code, const char* why) {
+    if constexpr (kWs) {
+      hs_timer_.cancel();
+      stream_.async_close(
+          beast::websocket::close_reason(code, why),
+          [self = self_ptr(), why](boost::system::error_code) { self->close(why); });
+      // Do not wait forever for the peer's close frame.
+      hs_timer_.expires_after(opts_.handshake_timeout);
+      hs_timer_.async_wait([self = self_ptr(), why](boost::system::error_code ec) {
+        if (!ec) self->close(why);
+      });
+    }
+  }
+
+  std::string peer_or_remote() { return handshake_done_ ? peer_name() : remote_; }
 
   // ---- Deadlines for the HTTP head and each handshake step.
   void arm_handshake_deadline() {
@@ -108,7 +201,7 @@ class Connection final : public ClientConn {
   // ---- HTTP front.
   void read_request() {
     parser_.emplace();
-    parser_->header_limit(8 * 1024);
+    parser_->header_limit(static_cast<uint32_t>(opts_.max_header_bytes));
     parser_->body_limit(16 * 1024);
     arm_handshake_deadline();
     beast::http::async_read_header(
@@ -133,15 +226,32 @@ class Connection final : public ClientConn {
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
     Upgrade up = target == "/derp" ? classify_upgrade(req) : Upgrade::kNone;
-    if (up == Upgrade::kDerp) {
+    if (up == Upgrade::kDerp && !port80_) {
       start_derp(wants_fast_start(req), req.find("Ideal-Node") != req.end());
       return;
     }
-    if (up == Upgrade::kWebSocketDerp) {
-      log(fmt::format("{}: refused DERP-over-WebSocket upgrade: not supported yet (501)", remote_));
-      res_ = websocket_not_implemented_response();
-      write_response_then_close();
+    if (up == Upgrade::kWebSocketDerp && !port80_) {
+      if constexpr (!kWs) {
+        if (hbuf_.size() > 0) {
+          // RFC 6455: the client waits for the 101 before sending frames.
+          return refuse("data sent before the WebSocket handshake completed");
+        }
+        hs_timer_.cancel();
+        closed_ = true;  // the stream moves to the WebSocket connection
+        auto ws = std::make_shared<Connection<beast::websocket::stream<Stream>>>(
+            beast::websocket::stream<Stream>(std::move(stream_)), relay_, stats_, pool_, opts_,
+            server_public_);
+        ws->hold(held_);
+        ws->start_websocket(parser_->release(), remote_, presence_scratch_);
+      }
       return;
+    }
+    if (port80_) {
+      if (!parser_->is_done()) {
+        res_ = bad_request_response("request body on the plain-HTTP port");
+        return write_response_then_close();
+      }
+      return respond();
     }
     if (!parser_->is_done()) {
       beast::http::async_read(stream_, hbuf_, *parser_,
@@ -163,7 +273,9 @@ class Connection final : public ClientConn {
     RouteContext ctx;
     ctx.debug_allowed = is_loopback(presence_scratch_.ip16);
     ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
-    res_ = route_http(parser_->get(), ctx);
+    ctx.hooks = &relay_.route_hooks();
+    res_ =
+        port80_ ? route_port80(parser_->get(), ctx, https_host_) : route_http(parser_->get(), ctx);
     beast::http::async_write(stream_, res_,
                              [self = self_ptr()](boost::system::error_code ec, size_t) {
                                if (self->closed_) return;
@@ -191,14 +303,13 @@ class Connection final : public ClientConn {
     out_.append(reinterpret_cast<const char*>(key_frame.data()), n);
     arm_handshake_deadline();
     // The 101 head and the ServerKey frame go out in one write, as derper does.
-    asio::async_write(stream_, asio::buffer(out_),
-                      [self = self_ptr()](boost::system::error_code ec, size_t) {
-                        if (self->closed_) return;
-                        if (ec) return self->close("writing ServerKey: " + ec.message());
-                        std::string().swap(self->out_);
-                        self->arm_handshake_deadline();
-                        self->read_client_info();
-                      });
+    write_all(asio::buffer(out_), [self = self_ptr()](boost::system::error_code ec, size_t) {
+      if (self->closed_) return;
+      if (ec) return self->close("writing ServerKey: " + ec.message());
+      std::string().swap(self->out_);
+      self->arm_handshake_deadline();
+      self->read_client_info();
+    });
   }
 
   void read_client_info() {
@@ -223,6 +334,7 @@ class Connection final : public ClientConn {
           if (ec) {
             return self->refuse("connection ended before ClientInfo (" + ec.message() + ")");
           }
+          if (!self->ws_binary_ok()) return;
           self->hbuf_.commit(n);
           self->read_client_info();
         });
@@ -240,6 +352,45 @@ class Connection final : public ClientConn {
     hbuf_.consume(kFrameHeaderLen + len);
 
     const bool mesh = !opts_.mesh_key.is_zero() && opened->info.mesh_key.equals(opts_.mesh_key);
+    if (!mesh && !admit(*opened)) return;
+    admitted(*opened, mesh);
+  }
+
+  // ---- Admission (PROTOCOL.md §4.11; server/admission.h). True: go on now. False: refused,
+  // or the admission URL is being asked and admitted() follows from its answer.
+  bool admit(const OpenedClientInfo& opened) {
+    Admission& adm = relay_.admission();
+    if (auto why = adm.check_allow_keys(opened.client)) {
+      refuse_client(opened.client, Counter::kRefusedAllowKeys, *why);
+      return false;
+    }
+    if (!adm.asks_url()) return true;
+    arm_handshake_deadline();
+    std::string ip = remote_.substr(0, remote_.rfind(':'));
+    if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+    adm.verify_async(opened.client, std::move(ip),
+                     [self = self_ptr(), opened](std::optional<std::string> refusal) {
+                       asio::post(self->stream_.get_executor(), [self, opened, refusal] {
+                         if (self->closed_) return;
+                         if (refusal) {
+                           self->refuse_client(opened.client, Counter::kRefusedVerifyUrl,
+                                               *refusal);
+                         } else {
+                           self->admitted(opened, false);
+                         }
+                       });
+                     });
+    return false;
+  }
+
+  void refuse_client(const NodePublic& key, Counter counter, const std::string& why) {
+    stats_.add(counter);
+    log(fmt::format("{}: refused client {}: {}", remote_, key.to_string(), why));
+    close("refused: " + why);
+  }
+
+  void admitted(const OpenedClientInfo& opened_info, bool mesh) {
+    const OpenedClientInfo* opened = &opened_info;
     Presence pres = presence_scratch_;
     pres.key = opened->client;
     pres.flags = 0;
@@ -253,6 +404,10 @@ class Connection final : public ClientConn {
     if (not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections);
 
     ServerInfo info;
+    if (opts_.client_rate_bytes_per_second > 0) {
+      info.token_bucket_bytes_per_second = opts_.client_rate_bytes_per_second;
+      info.token_bucket_bytes_burst = rate_burst(opts_);
+    }
     set_preamble(encode_server_info_frame(opts_.private_key, opened->client, info));
     relay_.register_client(shared_from_this());
     if (opts_.verbose) {
@@ -275,8 +430,17 @@ class Connection final : public ClientConn {
 
   // ---- Steady-state reader.
   void read_loop() {
+    if constexpr (!kRawReads) {
+      read_async();
+    } else {
+      read_raw();
+    }
+  }
+
+  void read_raw() {
     for (int i = 0; i < 16; ++i) {
       if (closed_) return;
+      if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
       make_room();
       boost::system::error_code ec;
       const size_t n = stream_.read_some(
@@ -309,6 +473,54 @@ class Connection final : public ClientConn {
     }
     // Let the loop's other connections run before reading more.
     asio::post(stream_.get_executor(), [self = self_ptr()] { self->read_loop(); });
+  }
+
+  // TLS and WebSocket: bytes may wait inside OpenSSL or Beast, so every read goes through the
+  // stream. While idle (no partial frame, nothing buffered above the socket) the read lands in
+  // a few bytes of the connection itself instead of a pool chunk, so an idle connection still
+  // pins no chunk; those bytes are then moved into a chunk and the rest read in place.
+  void read_async() {
+    if (closed_) return;
+    if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
+    if (rbegin_ == rend_ && !more_buffered()) {
+      if (rchunk_ != nullptr) {
+        ChunkPool::unref(rchunk_);
+        rchunk_ = nullptr;
+        rbegin_ = rend_ = 0;
+      }
+      stream_.async_read_some(
+          asio::buffer(idle_buf_), [self = self_ptr()](boost::system::error_code ec, size_t n) {
+            if (self->closed_) return;
+            if (ec) return self->close(read_end_reason(ec));
+            if (!self->ws_binary_ok()) return;
+            self->make_room();
+            std::memcpy(self->rchunk_->data() + self->rend_, self->idle_buf_.data(), n);
+            self->rend_ += n;
+            if (self->consume()) self->read_async();
+          });
+      return;
+    }
+    make_room();
+    stream_.async_read_some(asio::buffer(rchunk_->data() + rend_, ChunkPool::kChunkSize - rend_),
+                            [self = self_ptr()](boost::system::error_code ec, size_t n) {
+                              if (self->closed_) return;
+                              if (ec) return self->close(read_end_reason(ec));
+                              if (!self->ws_binary_ok()) return;
+                              self->rend_ += n;
+                              if (self->consume()) self->read_async();
+                            });
+  }
+
+  // Bytes already received and decrypted/unframed above the socket.
+  bool more_buffered() {
+    if constexpr (kWs) {
+      if (!stream_.is_message_done()) return true;
+      if constexpr (kWsOverTls) return SSL_pending(stream_.next_layer().native_handle()) > 0;
+      return false;
+    } else if constexpr (kTls) {
+      return SSL_pending(stream_.native_handle()) > 0;
+    }
+    return false;
   }
 
   static std::string read_end_reason(boost::system::error_code ec) {
@@ -355,11 +567,29 @@ class Connection final : public ClientConn {
       return false;
     }
     rbegin_ += *r;
-    return !closed_;
+    if (closed_) return false;
+    if (const auto wait = take_throttle(); wait.count() > 0) {
+      // Out of receive tokens: read nothing more until they are back (TCP back-pressure).
+      rate_timer_.expires_after(wait);
+      rate_timer_.async_wait([self = self_ptr()](boost::system::error_code ec) {
+        if (ec || self->closed_) return;
+        if (self->consume()) self->read_loop();
+      });
+      return false;
+    }
+    return true;
   }
 
   // ---- Writer.
   void post_flush() override {
+    if (relay_.faults().any()) {
+      if (const auto d = relay_.faults().latency(); d.count() > 0) {
+        // Latency fault: every write waits; the one-off timer allocation is fault-only.
+        auto t = std::make_shared<asio::steady_timer>(stream_.get_executor(), d);
+        t->async_wait([self = self_ptr(), t](boost::system::error_code) { self->flush(); });
+        return;
+      }
+    }
     asio::post(stream_.get_executor(), [self = self_ptr()] { self->flush(); });
   }
 
@@ -372,14 +602,14 @@ class Connection final : public ClientConn {
       arm_write_timer(opts_.write_timeout);
     }
     const auto& bufs = batch_buffers();
-    asio::async_write(stream_, std::span<const asio::const_buffer>(bufs.data(), bufs.size()),
-                      [self = self_ptr()](boost::system::error_code ec, size_t) {
-                        self->write_in_progress_ = false;
-                        const bool more = self->end_batch(!ec);
-                        if (self->closed_) return;
-                        if (ec) return self->close("write: " + ec.message());
-                        if (more) self->flush();
-                      });
+    write_all(std::span<const asio::const_buffer>(bufs.data(), bufs.size()),
+              [self = self_ptr()](boost::system::error_code ec, size_t) {
+                self->write_in_progress_ = false;
+                const bool more = self->end_batch(!ec);
+                if (self->closed_) return;
+                if (ec) return self->close("write: " + ec.message());
+                if (more) self->flush();
+              });
   }
 
   void arm_write_timer(std::chrono::steady_clock::duration d) {
@@ -396,7 +626,7 @@ class Connection final : public ClientConn {
         // Reset rather than FIN: the kernel would otherwise keep the stalled bytes and the
         // socket alive until the peer read them all.
         boost::system::error_code lec;
-        self->stream_.set_option(asio::socket_base::linger(true, 0), lec);
+        self->lowest().set_option(asio::socket_base::linger(true, 0), lec);
         self->close("write timeout");
         return;
       }
@@ -427,9 +657,10 @@ class Connection final : public ClientConn {
     hs_timer_.cancel();
     write_timer_.cancel();
     ka_timer_.cancel();
+    rate_timer_.cancel();
     boost::system::error_code ec;
-    stream_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    stream_.close(ec);
+    lowest().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    lowest().close(ec);
     shut_queues();
     note_closed_preferred();
     if (handshake_done_ && not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections, -1);
@@ -437,12 +668,24 @@ class Connection final : public ClientConn {
   }
 
   static constexpr size_t kMinTail = 4 * 1024;
+  static constexpr bool kWs = is_websocket_stream<Stream>;
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  static constexpr bool kWsOverTls = kWs && is_tls_next_layer<Stream>;
+  static constexpr bool kRawReads = std::is_same_v<Stream, asio::ip::tcp::socket>;
+  struct NoIdleBuf {};
+  static constexpr size_t kIdleRead = 64;
 
   Stream stream_;
+  std::shared_ptr<void> held_;
+  bool port80_ = false;
+  std::string https_host_;
+  [[no_unique_address]] std::conditional_t<kRawReads, NoIdleBuf, std::array<uint8_t, kIdleRead>>
+      idle_buf_;
   NodePublic server_public_;
   asio::steady_timer hs_timer_;
   asio::steady_timer write_timer_;
   asio::steady_timer ka_timer_;
+  asio::steady_timer rate_timer_;  // receive token bucket wait
 
   // HTTP and handshake state; released once the DERP stream starts.
   beast::flat_buffer hbuf_;

@@ -82,11 +82,67 @@ Response text_ok(const Request& req, std::string_view content_type, std::string_
   return res;
 }
 
+// "%20" and "+" decoded; a bad escape stays as it is.
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string_view query_of(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+}
+
+// POST /debug/fault?SPEC (or SPEC as the body): one fault-injection spec (server/faults.h).
+Response fault(const Request& req, const RouteContext& ctx) {
+  if (req.method() != http::verb::post) {
+    return text_error(req, http::status::method_not_allowed, "use POST /debug/fault?SPEC");
+  }
+  std::string spec = url_decode(query_of(req.target()));
+  if (spec.empty()) spec = req.body();
+  while (!spec.empty() && (spec.back() == '\n' || spec.back() == '\r')) spec.pop_back();
+  auto done = ctx.hooks->fault(spec);
+  if (!done) return text_error(req, http::status::bad_request, done.error().message);
+  return text_ok(req, "text/plain; charset=utf-8", *done + "\n", true);
+}
+
+// derper's /bootstrap-dns: JSON, never kept alive.
+Response bootstrap_dns(const Request& req, const RouteContext& ctx) {
+  std::string q;
+  std::string_view query = query_of(req.target());
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view kv = query.substr(0, amp);
+    if (kv.starts_with("q=")) q = url_decode(kv.substr(2));
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+  }
+  Response res = text_ok(req, "application/json", ctx.hooks->bootstrap_dns(q), true);
+  res.keep_alive(false);
+  return res;
+}
+
 constexpr std::string_view kDebugIndex =
     "<html><body>\n"
     "<h1>DERP debug</h1>\n"
     "<a href=\"/debug/vars\">/debug/vars</a> (expvar JSON)<br>\n"
     "<a href=\"/debug/varz\">/debug/varz</a> (Prometheus)<br>\n"
+    "POST /debug/fault?SPEC: fault injection (see docs/CLI.md)<br>\n"
     "</body></html>\n";
 
 Response debug(const Request& req, std::string_view path, const RouteContext& ctx) {
@@ -102,6 +158,7 @@ Response debug(const Request& req, std::string_view path, const RouteContext& ct
   if (ctx.counters && path == "/debug/varz") {
     return text_ok(req, kPrometheusContentType, render_prometheus(ctx.counters()), true);
   }
+  if (path == "/debug/fault" && ctx.hooks && ctx.hooks->fault) return fault(req, ctx);
   return text_error(req, http::status::not_found, "404 page not found");
 }
 
@@ -143,7 +200,16 @@ Response route_http(const Request& req, const RouteContext& ctx) {
   if (path == "/robots.txt") {
     return text_ok(req, "text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n", false);
   }
-  if (path == "/") return text_ok(req, "text/html; charset=utf-8", kHomePage, true);
+  if (path == "/bootstrap-dns" && ctx.hooks && ctx.hooks->bootstrap_dns) {
+    return bootstrap_dns(req, ctx);
+  }
+  if (path == "/") {
+    std::string page(kHomePage);
+    if (ctx.hooks && ctx.hooks->status) page += ctx.hooks->status();
+    if (ctx.debug_allowed) page += "<p>Debug info at <a href='/debug/'>/debug/</a>.</p>\n";
+    page += "</body>\n</html>\n";
+    return text_ok(req, "text/html; charset=utf-8", page, true);
+  }
   return text_error(req, http::status::not_found, "404 page not found");
 }
 
@@ -152,15 +218,6 @@ Response bad_request_response(std::string_view why) {
   res.set(http::field::content_type, "text/plain; charset=utf-8");
   res.set(http::field::connection, "close");
   res.body() = "400 Bad Request: " + std::string(why) + "\n";
-  res.prepare_payload();
-  return res;
-}
-
-Response websocket_not_implemented_response() {
-  Response res{http::status::not_implemented, 11};
-  res.set(http::field::content_type, "text/plain; charset=utf-8");
-  res.set(http::field::connection, "close");
-  res.body() = "DERP over WebSocket is not supported by this relay yet\n";
   res.prepare_payload();
   return res;
 }

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "derp/key.h"
+#include "server/route_hooks.h"
 
 namespace derp::server {
 
@@ -22,7 +23,7 @@ using Response = http::response<http::string_body>;
 enum class Upgrade {
   kNone,           // not a DERP upgrade: route_http answers it
   kDerp,           // raw DERP (Upgrade: DERP, or legacy websocket without the derp subprotocol)
-  kWebSocketDerp,  // RFC 6455 carrying DERP: not served yet (501)
+  kWebSocketDerp,  // RFC 6455 carrying DERP (PROTOCOL.md §6.4): Sec-WebSocket-Protocol has "derp"
 };
 
 // How a request head asks to become a DERP connection.
@@ -37,6 +38,9 @@ struct RouteContext {
   bool debug_allowed = false;
   // The counters for /debug/vars and /debug/varz; called only for those paths. Null: 404.
   std::function<std::map<std::string, int64_t>()> counters;
+  // Status page, fault injection and /bootstrap-dns; null or empty hooks: those answer 404
+  // (the status section of "/" is left out).
+  const RouteHooks* hooks = nullptr;
 };
 
 // True for 127.0.0.0/8 (plain or as ::ffff:127.x.y.z) and ::1: who may see /debug/.
@@ -53,9 +57,6 @@ inline constexpr std::string_view kPrometheusContentType =
 
 // 400 for a request head that failed to parse, with Connection: close.
 Response bad_request_response(std::string_view why);
-
-// 501 for a WebSocket DERP upgrade until that transport exists.
-Response websocket_not_implemented_response();
 
 // The exact 101 head derper writes before the ServerKey frame.
 std::string switching_protocols_head(const NodePublic& server);

@@ -225,8 +225,8 @@ Result<void> Mesh::start() {
   for (const auto& entry : opts_.mesh_with) {
     auto t = parse_mesh_target(entry);
     if (!t) return std::move(t).error();
-    const std::string self_url = "http://" + self_addr_ + "/derp";
-    if (t->url == self_url || entry == self_addr_) {
+    // Our own host:port, whatever the scheme (plain HTTP or TLS relay).
+    if (entry == self_addr_ || t->url.find("://" + self_addr_ + "/") != std::string::npos) {
       if (opts_.log) opts_.log(fmt::format("mesh: skipping {} (this relay)", entry));
       continue;
     }

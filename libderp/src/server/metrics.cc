@@ -20,7 +20,8 @@ struct LabelledFamily {
   std::string_view family;      // Prometheus name without "derp_"
   std::string_view label;
 };
-constexpr std::array<LabelledFamily, 5> kLabelled = {{
+constexpr std::array<LabelledFamily, 6> kLabelled = {{
+    {"clients_refused_reason_", "clients_refused_reason", "reason"},
     {"packets_dropped_reason_", "packets_dropped_reason", "reason"},
     {"packets_dropped_kind_", "packets_dropped_kind", "kind"},
     {"packets_received_kind_", "packets_received_kind", "kind"},

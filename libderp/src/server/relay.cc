@@ -25,6 +25,12 @@ void Relay::register_client(const std::shared_ptr<ClientConn>& c) {
   }
   stats_.add(Counter::kGaugeCurrentConnections);
   for (auto& w : watchers) w->enqueue_watch_present(c->presence());
+  std::string health;
+  {
+    std::lock_guard lock(health_mu_);
+    health = health_;
+  }
+  if (!health.empty()) c->send_health(std::move(health));
 }
 
 void Relay::unregister_client(ClientConn* c) {
@@ -96,6 +102,10 @@ void Relay::notify_receivers_gone(const NodePublic& key) {
 bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
                   uint32_t len, bool disco, bool forwarded) {
   std::shared_ptr<ClientConn> first_time;
+  if (faults_.any() && faults_.should_drop()) {
+    stats_.drop(DropReason::kFaultInjected, disco, len);
+    return true;
+  }
   {
     std::shared_lock lock(mu_);
     auto it = clients_.find(dst);
@@ -145,7 +155,13 @@ void Relay::note_dup_activity(ClientConn* c) {
   auto it = clients_.find(c->key());
   if (it == clients_.end()) return;
   ClientSet& set = it->second;
-  if (set.conns.size() < 2) return;
+  if (set.conns.size() < 2) {
+    // Only after a churn fault: the sole connection takes its key back by speaking.
+    set.active = c;
+    c->dup.store(false, std::memory_order_relaxed);
+    c->active.store(true, std::memory_order_relaxed);
+    return;
+  }
   std::erase(set.send_history, c);
   set.send_history.push_back(c);
   if (set.active != c) {
@@ -210,6 +226,55 @@ void Relay::remove_forwarder_everywhere(Forwarder* f) {
     std::erase(it->second, f);
     it = it->second.empty() ? remote_.erase(it) : std::next(it);
   }
+}
+
+std::vector<std::shared_ptr<ClientConn>> Relay::all_conns() const {
+  std::vector<std::shared_ptr<ClientConn>> out;
+  std::shared_lock lock(mu_);
+  for (auto& [key, set] : clients_) out.insert(out.end(), set.conns.begin(), set.conns.end());
+  return out;
+}
+
+void Relay::set_health(std::string problem) {
+  {
+    std::lock_guard lock(health_mu_);
+    health_ = problem;
+  }
+  for (auto& c : all_conns()) c->send_health(problem);
+}
+
+void Relay::broadcast_restarting(uint32_t reconnect_in_ms, uint32_t try_for_ms) {
+  for (auto& c : all_conns()) c->send_restarting(reconnect_in_ms, try_for_ms);
+}
+
+bool Relay::all_writes_idle() const {
+  for (auto& c : all_conns()) {
+    if (!c->write_idle()) return false;
+  }
+  return true;
+}
+
+bool Relay::stall(const NodePublic& key) {
+  std::shared_lock lock(mu_);
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return false;
+  for (auto& c : it->second.conns) c->stall_reads.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+bool Relay::churn(const NodePublic& key) {
+  std::unique_lock lock(mu_);
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return false;
+  ClientSet& set = it->second;
+  for (auto& c : set.conns) {
+    c->dup.store(true, std::memory_order_relaxed);
+    c->active.store(false, std::memory_order_relaxed);
+  }
+  set.active = nullptr;
+  set.send_history.clear();
+  stats_.add(Counter::kTotalDupClientConns);
+  return true;
 }
 
 void Relay::fill_gauges(std::map<std::string, int64_t>& out) const {

@@ -14,7 +14,10 @@
 
 #include "derp/key.h"
 #include "derp/server.h"
+#include "server/admission.h"
 #include "server/client_conn.h"
+#include "server/faults.h"
+#include "server/route_hooks.h"
 #include "server/stats.h"
 
 namespace derp::server {
@@ -31,7 +34,7 @@ class Forwarder {
 
 class Relay {
  public:
-  Relay(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats) {}
+  Relay(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats), admission_(opts) {}
 
   // After a good ClientInfo: makes the connection routable and tells watchers.
   void register_client(const std::shared_ptr<ClientConn>& c);
@@ -52,6 +55,23 @@ class Relay {
   // ClosePeer: closes every connection of `key`. False when nobody has that key.
   bool close_peer(const NodePublic& key);
 
+  // Health problem for everyone now and for every later client ("" = healthy).
+  void set_health(std::string problem);
+  // ServerRestarting to every connection.
+  void broadcast_restarting(uint32_t reconnect_in_ms, uint32_t try_for_ms);
+  // True when no connection has anything left to write.
+  bool all_writes_idle() const;
+  // Fault injection: stop reading from every connection of `key`; or mark the key's
+  // connections as duplicates with none active, as if another connection with the key had
+  // spoken last (packets drop as dup_client until one of them speaks). False: not connected.
+  bool stall(const NodePublic& key);
+  bool churn(const NodePublic& key);
+
+  FaultState& faults() { return faults_; }
+  // Set once by the server before the loops run.
+  void set_route_hooks(RouteHooks h) { route_hooks_ = std::move(h); }
+  const RouteHooks& route_hooks() const { return route_hooks_; }
+  Admission& admission() { return admission_; }
   // Mesh (derper's clientsMesh / multiForwarder): `key` is connected to the relay behind `f`.
   // Packets for a key that is not local go to its oldest forwarder; a local client wins.
   void add_forwarder(const NodePublic& key, Forwarder* f);
@@ -77,9 +97,15 @@ class Relay {
   // PeerGone(Disconnected) to every connection that was handed packets from `key`.
   void notify_receivers_gone(const NodePublic& key);
   void remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst);
+  std::vector<std::shared_ptr<ClientConn>> all_conns() const;
 
   const ServerOptions& opts_;
   Stats& stats_;
+  FaultState faults_;
+  Admission admission_;
+  RouteHooks route_hooks_;
+  mutable std::mutex health_mu_;
+  std::string health_;
 
   mutable std::shared_mutex mu_;
   std::unordered_map<NodePublic, ClientSet> clients_;

@@ -7,19 +7,24 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "net/endpoint_text.h"
+#include "server/bootstrap_dns.h"
 #include "server/chunk_pool.h"
 #include "server/connection.h"
+#include "server/faults.h"
 #include "server/mesh.h"
 #include "server/metrics.h"
 #include "server/metrics_listener.h"
 #include "server/relay.h"
 #include "server/stats.h"
 #include "server/stun_server.h"
+#include "server/tls_certs.h"
 
 namespace derp {
 
@@ -54,6 +59,22 @@ Result<tcp::endpoint> parse_listen_addr(const std::string& addr) {
   return tcp::endpoint(ip, static_cast<uint16_t>(port));
 }
 
+// derper's listener socket options: TCP keepalive and TCP_USER_TIMEOUT (PROTOCOL.md §4.7).
+void apply_tcp_options(tcp::socket& socket, const ServerOptions& o) {
+  boost::system::error_code ec;
+  const int fd = socket.native_handle();
+  if (o.tcp_keepalive.count() > 0) {
+    socket.set_option(asio::socket_base::keep_alive(true), ec);
+    const int secs = static_cast<int>(std::max<int64_t>(1, o.tcp_keepalive.count() / 1000));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof secs);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof secs);
+  }
+  if (o.tcp_user_timeout.count() > 0) {
+    const unsigned ms = static_cast<unsigned>(o.tcp_user_timeout.count());
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+  }
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -70,11 +91,36 @@ struct Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::thread> threads;
   std::optional<tcp::acceptor> acceptor;
+  std::unique_ptr<server::TlsCerts> tls;       // when opts.cert_mode == "manual"
+  std::optional<tcp::acceptor> http_acceptor;  // --http-port beside TLS, on loops[0]
+  tcp::endpoint http_local;
   std::optional<server::StunServer> stun;          // on loops[0], when opts.stun
   std::optional<server::MetricsListener> metrics;  // on loops[0], when opts.metrics_addr
   tcp::endpoint local;
   size_t next_loop = 0;
   bool stopped = false;
+  std::optional<server::BootstrapDns> bootstrap_dns;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Accept token bucket (loops[0] only: accepts complete one at a time).
+  double accept_tokens = 0;
+  std::chrono::steady_clock::time_point accept_refill = std::chrono::steady_clock::now();
+
+  Result<std::string> apply_fault(std::string_view spec);
+  server::RouteHooks route_hooks();
+  std::string status_html() const;
+
+  bool accept_allowed() {
+    if (opts.accept_rate <= 0) return true;
+    const auto now = std::chrono::steady_clock::now();
+    const double burst = static_cast<double>(std::max<int64_t>(1, opts.accept_burst));
+    accept_tokens = std::min(
+        burst, accept_tokens + std::chrono::duration<double>(now - accept_refill).count() *
+                                   opts.accept_rate);
+    accept_refill = now;
+    if (accept_tokens < 1) return false;
+    accept_tokens -= 1;
+    return true;
+  }
 
   void accept_next() {
     auto& target = *loops[next_loop];
@@ -88,14 +134,50 @@ struct Server::Impl {
   void on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor || !acceptor->is_open()) return;
     if (ec) {
-      if (opts.log) opts.log(fmt::format("accept on {}: {}", net::endpoint_string(local), ec.message()));
+      if (opts.log) {
+        opts.log(fmt::format("accept on {}: {}", net::endpoint_string(local), ec.message()));
+      }
+    } else if (!accept_allowed()) {
+      // derper accepts and closes at once rather than letting connections pile up.
+      stats.add(server::Counter::kAcceptRejected);
+      boost::system::error_code cec;
+      socket.close(cec);
+    } else if (tls) {
+      stats.add(server::Counter::kAccepts);
+      apply_tcp_options(socket, opts);
+      if (opts.cert_check_interval.count() > 0) tls->reload_if_changed(opts.cert_check_interval);
+      auto ctx = tls->current();
+      auto conn = std::make_shared<server::Connection<server::TlsStream>>(
+          server::TlsStream(std::move(socket), *ctx), relay, stats, pool, opts, public_key);
+      conn->hold(std::move(ctx));
+      asio::post(conn->executor_for_start(), [conn] { conn->start(); });
     } else {
       stats.add(server::Counter::kAccepts);
+      apply_tcp_options(socket, opts);
       auto conn = std::make_shared<server::Connection<tcp::socket>>(std::move(socket), relay, stats,
                                                                     pool, opts, public_key);
       asio::post(conn->executor_for_start(), [conn] { conn->start(); });
     }
     accept_next();
+  }
+
+  // derper's plain-HTTP port beside TLS: never DERP, so not counted in accepts.
+  void accept_http() {
+    auto& target = *loops[next_loop];
+    next_loop = (next_loop + 1) % loops.size();
+    http_acceptor->async_accept(
+        target.get_executor(), [this](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !http_acceptor || !http_acceptor->is_open()) {
+            return;
+          }
+          if (!ec) {
+            auto conn = std::make_shared<server::Connection<tcp::socket>>(
+                std::move(socket), relay, stats, pool, opts, public_key);
+            conn->set_port80(opts.hostname);
+            asio::post(conn->executor_for_start(), [conn] { conn->start(); });
+          }
+          accept_http();
+        });
   }
 };
 
@@ -110,13 +192,46 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   auto ep = parse_listen_addr(options.listen_addr);
   if (!ep) return std::move(ep).error();
   const std::string where = options.listen_addr;
+  if (options.cert_mode == "letsencrypt") {
+    return Error(ErrorKind::kUsage,
+                 "certmode \"letsencrypt\" is not supported (no ACME client); use --certmode "
+                 "manual with --certdir and --hostname");
+  }
+  if (!options.cert_mode.empty() && options.cert_mode != "manual") {
+    return Error(ErrorKind::kUsage,
+                 fmt::format("unsupported certmode {:?} (want \"manual\")", options.cert_mode));
+  }
+  if (options.http_port < -1 || options.http_port > 65535) {
+    return Error(ErrorKind::kUsage, fmt::format("http port {} out of range", options.http_port));
+  }
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
   auto impl = std::make_unique<Impl>(std::move(options));
+  impl->accept_tokens = static_cast<double>(std::max<int64_t>(1, impl->opts.accept_burst));
+  if (auto loaded = impl->relay.admission().load_allow_keys(); !loaded) {
+    return std::move(loaded).error();
+  }
+  for (const auto& spec : impl->opts.faults) {
+    auto f = server::parse_fault(spec);
+    if (!f) return std::move(f).error();
+    using K = server::FaultSpec::Kind;
+    if (f->kind != K::kDrop && f->kind != K::kLatency && f->kind != K::kHealth) {
+      return Error(ErrorKind::kUsage,
+                   fmt::format("fault {:?}: only drop=, latency= and health= apply at start; "
+                               "send the others to POST /debug/fault",
+                               spec));
+    }
+  }
   for (int i = 0; i < threads; ++i) {
     impl->loops.push_back(std::make_unique<asio::io_context>(1));
     impl->guards.push_back(asio::make_work_guard(*impl->loops.back()));
+  }
+  if (impl->opts.cert_mode == "manual") {
+    auto certs = server::TlsCerts::load(impl->opts.cert_dir, impl->opts.hostname,
+                                        impl->public_key.hex(), impl->opts.log);
+    if (!certs) return std::move(certs).error();
+    impl->tls = std::move(*certs);
   }
   boost::system::error_code ec;
   impl->acceptor.emplace(*impl->loops[0]);
@@ -130,6 +245,21 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (ec) return fail();
   impl->local = impl->acceptor->local_endpoint(ec);
   if (ec) return fail();
+  if (impl->tls && impl->opts.http_port >= 0) {
+    const tcp::endpoint hep(ep->address(), static_cast<uint16_t>(impl->opts.http_port));
+    const std::string hwhere = net::endpoint_string(hep);
+    auto hfail = [&] { return net::listen_error("listen (http port)", hwhere, ec); };
+    impl->http_acceptor.emplace(*impl->loops[0]);
+    impl->http_acceptor->open(hep.protocol(), ec);
+    if (ec) return hfail();
+    impl->http_acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    impl->http_acceptor->bind(hep, ec);
+    if (ec) return hfail();
+    impl->http_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return hfail();
+    impl->http_local = impl->http_acceptor->local_endpoint(ec);
+    if (ec) return hfail();
+  }
   if (impl->opts.stun) {
     impl->stun.emplace(*impl->loops[0], impl->stats);
     auto bound = impl->stun->listen(asio::ip::udp::endpoint(ep->address(), impl->opts.stun_port));
@@ -148,9 +278,14 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
     if (!bound) return std::move(bound).error();
   }
 
+  if (!impl->opts.bootstrap_dns_names.empty()) {
+    impl->bootstrap_dns.emplace(impl->opts.bootstrap_dns_names);
+  }
   Impl* raw = impl.get();
+  raw->relay.set_route_hooks(raw->route_hooks());
   asio::post(*impl->loops[0], [raw] {
     raw->accept_next();
+    if (raw->http_acceptor) raw->accept_http();
     if (raw->stun) raw->stun->start();
     if (raw->metrics) raw->metrics->start();
   });
@@ -166,9 +301,13 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
     }
   }
   if (impl->opts.log) {
-    impl->opts.log(fmt::format("relay {} listening on {} with {} thread(s)",
+    impl->opts.log(fmt::format("relay {} listening on {}{} with {} thread(s)",
                                impl->public_key.to_string(), net::endpoint_string(impl->local),
-                               threads));
+                               impl->tls ? " (TLS)" : "", threads));
+    if (impl->http_acceptor) {
+      impl->opts.log(fmt::format("plain HTTP on {} (redirects to https)",
+                                 net::endpoint_string(impl->http_local)));
+    }
     if (impl->stun) {
       const auto s = impl->stun->local_endpoint();
       impl->opts.log(fmt::format("STUN listening on udp {}",
@@ -179,7 +318,11 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
                                  net::endpoint_string(impl->metrics->local_endpoint())));
     }
   }
-  return std::unique_ptr<Server>(new Server(std::move(impl)));
+  auto server = std::unique_ptr<Server>(new Server(std::move(impl)));
+  for (const auto& spec : server->impl_->opts.faults) {
+    if (auto done = server->apply_fault(spec); !done) return std::move(done).error();
+  }
+  return server;
 }
 
 std::string Server::local_address() const { return net::endpoint_string(impl_->local); }
@@ -188,12 +331,132 @@ NodePublic Server::public_key() const { return impl_->public_key; }
 std::string Server::metrics_address() const {
   return impl_->metrics ? net::endpoint_string(impl_->metrics->local_endpoint()) : std::string();
 }
+bool Server::tls() const { return impl_->tls != nullptr; }
+std::string Server::cert_pin() const { return impl_->tls ? impl_->tls->pin() : std::string(); }
+std::string Server::http_address() const {
+  return impl_->http_acceptor ? net::endpoint_string(impl_->http_local) : std::string();
+}
+Result<void> Server::reload_certificates() {
+  if (!impl_->tls) return Error(ErrorKind::kUsage, "reload certificates: the relay serves no TLS");
+  return impl_->tls->reload();
+}
 uint16_t Server::stun_port() const {
   return impl_->stun ? impl_->stun->local_endpoint().port() : 0;
 }
 
 std::map<std::string, int64_t> Server::counters() const {
   return server::snapshot_counters(impl_->stats, impl_->relay);
+}
+
+void Server::notify_restarting(std::chrono::milliseconds reconnect_in,
+                               std::chrono::milliseconds try_for) {
+  if (!impl_ || impl_->stopped) return;
+  impl_->relay.broadcast_restarting(static_cast<uint32_t>(reconnect_in.count()),
+                                    static_cast<uint32_t>(try_for.count()));
+}
+
+void Server::graceful_stop(std::chrono::milliseconds flush_timeout) {
+  if (!impl_ || impl_->stopped) return;
+  notify_restarting(impl_->opts.restart_reconnect_in, impl_->opts.restart_try_for);
+  // Poll with a short yield: the frames are written by the loops, and a stuck client must not
+  // hold the shutdown past the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + flush_timeout;
+  while (!impl_->relay.all_writes_idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop();
+}
+
+void Server::set_health(std::string problem) {
+  if (impl_) impl_->relay.set_health(std::move(problem));
+}
+
+Result<size_t> Server::reload_allow_keys() { return impl_->relay.admission().load_allow_keys(); }
+
+Result<std::string> Server::Impl::apply_fault(std::string_view spec) {
+  auto f = server::parse_fault(spec);
+  if (!f) return std::move(f).error();
+  using K = server::FaultSpec::Kind;
+  std::string done;
+  auto not_connected = [&] {
+    return Error(ErrorKind::kUsage, fmt::format("fault {:?}: {} is not connected", spec,
+                                                f->key.to_string()));
+  };
+  switch (f->kind) {
+    case K::kClear:
+      relay.faults().set_drop_percent(0);
+      relay.faults().set_latency(std::chrono::milliseconds(0));
+      done = "drop and latency faults cleared";
+      break;
+    case K::kHealth:
+      relay.set_health(f->text);
+      done = f->text.empty() ? "health cleared" : fmt::format("health set to {:?}", f->text);
+      break;
+    case K::kRestart:
+      relay.broadcast_restarting(static_cast<uint32_t>(f->reconnect_in.count()),
+                                 static_cast<uint32_t>(f->try_for.count()));
+      done = fmt::format("sent ServerRestarting (reconnect in {} ms, try for {} ms)",
+                         f->reconnect_in.count(), f->try_for.count());
+      break;
+    case K::kDrop:
+      relay.faults().set_drop_percent(f->percent);
+      done = fmt::format("dropping {}% of packets", f->percent);
+      break;
+    case K::kLatency:
+      relay.faults().set_latency(f->latency);
+      done = fmt::format("adding {} ms to every write", f->latency.count());
+      break;
+    case K::kClose:
+      if (!relay.close_peer(f->key)) return not_connected();
+      done = fmt::format("closed {}", f->key.to_string());
+      break;
+    case K::kStall:
+      if (!relay.stall(f->key)) return not_connected();
+      done = fmt::format("stopped reading from {}", f->key.to_string());
+      break;
+    case K::kChurn:
+      if (!relay.churn(f->key)) return not_connected();
+      done = fmt::format("{} marked as a fighting duplicate", f->key.to_string());
+      break;
+  }
+  if (opts.log) opts.log("fault: " + done);
+  return done;
+}
+
+Result<std::string> Server::apply_fault(std::string_view spec) { return impl_->apply_fault(spec); }
+
+server::RouteHooks Server::Impl::route_hooks() {
+  server::RouteHooks h;
+  h.status = [this] { return status_html(); };
+  h.fault = [this](std::string_view spec) { return apply_fault(spec); };
+  if (bootstrap_dns) h.bootstrap_dns = [this](std::string_view q) { return bootstrap_dns->json(q); };
+  return h;
+}
+
+std::string Server::Impl::status_html() const {
+  const auto c = server::snapshot_counters(stats, relay);
+  auto get = [&](const char* k) {
+    auto it = c.find(k);
+    return it == c.end() ? int64_t{0} : it->second;
+  };
+  const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const auto secs = static_cast<int64_t>(up);
+  const double in = static_cast<double>(get("bytes_received"));
+  const double out = static_cast<double>(get("bytes_sent"));
+  return fmt::format(
+      "<h2>Status</h2>\n<ul>\n"
+      "<li>Version: libderp {}</li>\n"
+      "<li>Uptime: {}h{:02}m{:02}s</li>\n"
+      "<li>Connections: {} (home: {})</li>\n"
+      "<li>Accepts: {}</li>\n"
+      "<li>Received: {} packets, {} bytes ({:.1f} bytes/s average)</li>\n"
+      "<li>Sent: {} packets, {} bytes ({:.1f} bytes/s average)</li>\n"
+      "<li>Dropped: {} packets</li>\n"
+      "</ul>\n",
+      DERP_VERSION_STRING, secs / 3600, secs / 60 % 60, secs % 60,
+      get("gauge_current_connections"), get("gauge_current_home_connections"), get("accepts"),
+      get("packets_received"), get("bytes_received"), up > 0 ? in / up : 0.0,
+      get("packets_sent"), get("bytes_sent"), up > 0 ? out / up : 0.0, get("packets_dropped"));
 }
 
 void Server::stop() {
@@ -204,6 +467,7 @@ void Server::stop() {
   asio::post(*impl_->loops[0], [raw = impl_.get()] {
     boost::system::error_code ec;
     raw->acceptor->close(ec);
+    if (raw->http_acceptor) raw->http_acceptor->close(ec);
     if (raw->stun) raw->stun->close();
     if (raw->metrics) raw->metrics->close();
   });
@@ -212,12 +476,17 @@ void Server::stop() {
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   impl_->acceptor.reset();
+  impl_->http_acceptor.reset();
   impl_->stun.reset();  // its socket belongs to loops[0]: destroy it before the loop
   impl_->metrics.reset();
   // Connections are owned by the tables and by their pending handlers: drop the tables, then
   // destroying each loop destroys its handlers and with them the connections and sockets.
   impl_->relay.clear();
+  // Admission workers post their answers to the loops and their jobs hold connections: end
+  // them while the (stopped) loops still exist.
+  impl_->relay.admission().stop();
   impl_->loops.clear();
+  impl_->bootstrap_dns.reset();
 }
 
 }  // namespace derp

@@ -18,6 +18,8 @@ const char* drop_reason_name(DropReason r) {
       return "write_error";
     case DropReason::kDupClient:
       return "dup_client";
+    case DropReason::kFaultInjected:
+      return "fault_injected";
     case DropReason::kCount:
       break;
   }
@@ -64,6 +66,11 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "stun_requests_write_error",
       "stun_addrfamily_ipv4",
       "stun_addrfamily_ipv6",
+      "rate_limit_per_client_waited",
+      "counter_rejected_connections",
+      "clients_refused_reason_allow_keys",
+      "clients_refused_reason_verify_client_url",
+      "websocket_accepts",
       "mesh_frames_refused",
       "mesh_forward_drops",
   };

@@ -45,6 +45,12 @@ enum class Counter : int {
   kStunRequestsWriteError,
   kStunAddrFamilyIpv4,
   kStunAddrFamilyIpv6,
+  // Limits and admission (PROTOCOL.md §4.11).
+  kRateLimitWaited,          // derper's rate_limit_per_client_waited
+  kAcceptRejected,           // over the accept limit (derper's tls_listener set)
+  kRefusedAllowKeys,         // not in the allow-keys file
+  kRefusedVerifyUrl,         // refused by (or, fail-closed, for want of) the admission URL
+  kWebSocketAccepts,  // derper's derp_websocket_accepts
   // Mesh: WatchConns / ClosePeer / ForwardPacket from a connection without the mesh key (the
   // connection is closed), and packets a mesh link could not carry (queue full, link down).
   kMeshFramesRefused,
@@ -60,6 +66,7 @@ enum class DropReason : int {
   kQueueTail,
   kWriteError,
   kDupClient,
+  kFaultInjected,  // ours: the drop=PERCENT fault
   kCount,
 };
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The standard derp-bench matrix against a fresh derp-serve on 127.0.0.1 (an ephemeral port),
+# printed as one table. docs/BENCHMARKS.md records its output.
+#
+# Usage: bench/run.sh
+# Environment:
+#   BUILD_DIR   build directory with bin/derp-serve and bin/derp-bench (default: build-release,
+#               configured as Release and built when the binaries are missing)
+#   DURATION    measured time per load run (default 2s); WARMUP (default 500ms)
+#   BENCH_THREADS  derp-bench event loops (default 1); SERVE_THREADS derp-serve loops (default 0:
+#               one per core)
+#   IDLE_CONNS  idle connections (default 10000); STORM_CONNS (default 5000)
+#   JSON_OUT    also keep every run's JSON line in this file
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build-release}
+duration=${DURATION:-2s}
+warmup=${WARMUP:-500ms}
+bench_threads=${BENCH_THREADS:-1}
+serve_threads=${SERVE_THREADS:-0}
+idle_conns=${IDLE_CONNS:-10000}
+storm_conns=${STORM_CONNS:-5000}
+
+if [ ! -x "$build/bin/derp-serve" ] || [ ! -x "$build/bin/derp-bench" ]; then
+  echo "bench/run.sh: building derp-serve and derp-bench (Release) in $build" >&2
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDERP_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build" -j 2 --target derp-serve derp-bench >/dev/null
+fi
+serve=$build/bin/derp-serve
+bench=$build/bin/derp-bench
+command -v jq >/dev/null || { echo "bench/run.sh: needs jq" >&2; exit 2; }
+
+# Both the relay and derp-bench hold thousands of sockets in the idle test.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+tmp=$(mktemp -d)
+results=$tmp/results.jsonl
+serve_pid=""
+cleanup() {
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  if [ -n "${JSON_OUT:-}" ]; then cp "$results" "$JSON_OUT" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Starts a fresh relay; sets serve_pid and url from its documented stdout line.
+start_serve() {
+  stop_serve
+  : >"$tmp/serve.out"
+  "$serve" -a 127.0.0.1:0 --stun=false --threads "$serve_threads" -c "$tmp/derper.key" \
+    >"$tmp/serve.out" 2>"$tmp/serve.err" &
+  serve_pid=$!
+  url=""
+  for _ in $(seq 1 200); do  # up to 20 s for the "listening on" line
+    url=$(sed -n 's/^derp-serve: listening on \(http[^ ]*\) .*/\1/p' "$tmp/serve.out")
+    [ -n "$url" ] && return 0
+    kill -0 "$serve_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench/run.sh: derp-serve did not start: $(cat "$tmp/serve.err")" >&2
+  exit 1
+}
+stop_serve() {
+  if [ -n "$serve_pid" ]; then
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=""
+  fi
+}
+
+# run LABEL derp-bench-args...: one JSON line, labelled, appended to the results.
+run() {
+  local label=$1
+  shift
+  local out
+  if ! out=$("$bench" "$@" --json 2>"$tmp/bench.err"); then
+    echo "bench/run.sh: $label failed: $(cat "$tmp/bench.err")" >&2
+  fi
+  [ -n "$out" ] && echo "$out" | jq -c --arg t "$label" '. + {test: $t}' >>"$results"
+  echo "$out" | jq -r --arg t "$label" \
+    'if .ok then "\($t): \(.delivered_pps // .conns_per_second // .server_bytes_per_conn | floor)" else "\($t): error: \(.error.message)" end' >&2 || true
+}
+
+load_args=(--duration "$duration" --warmup "$warmup" --threads "$bench_threads")
+
+start_serve
+echo "bench/run.sh: derp-serve pid $serve_pid at $url" >&2
+for pairs in 1 10 100; do
+  for size in 64 1200 16000; do
+    run "plain closed w32" "$url" --pairs "$pairs" --size "$size" --window 32 "${load_args[@]}"
+    run "plain open max" "$url" --pairs "$pairs" --size "$size" --rate max "${load_args[@]}"
+  done
+done
+
+# Ping RTT at half of the 10-pair 1200-byte closed-loop maximum.
+max10=$(jq -r 'select(.test=="plain closed w32" and .pairs==10 and .size==1200) | .delivered_pps' \
+  "$results" | head -1)
+if [ -n "$max10" ] && [ "$max10" != "null" ]; then
+  half=$(awk -v m="$max10" 'BEGIN { printf "%.0f", m / 2 / 10 }')
+  run "plain ping @half" "$url" --pairs 10 --size 1200 --rate "$half" --ping-interval 10ms \
+    "${load_args[@]}"
+fi
+run "plain ping idle" "$url" --pairs 1 --size 64 --rate 1 --ping-interval 10ms "${load_args[@]}"
+
+# The machine's ceiling: the same frames through an in-process plain TCP forwarder.
+for pairs in 1 10; do
+  for size in 1200 16000; do
+    run "raw closed w32" --raw --pairs "$pairs" --size "$size" --window 32 "${load_args[@]}"
+  done
+done
+
+# Memory per idle connection, on a fresh relay (no buffers left from the load runs).
+start_serve
+run "plain idle" "$url" --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
+start_serve
+run "plain connect storm" "$url" --connect-storm "$storm_conns" --concurrency 64
+stop_serve
+
+tls_note="pending server TLS (derp-serve has no TLS listener yet)"
+
+# ---- The table.
+printf '\n%s\n' "derp-bench matrix: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(date -u +%Y-%m-%d), duration $duration, derp-bench threads $bench_threads"
+{
+  echo "test|pairs|size|sent pkt/s|delivered pkt/s|Mbit/s|drop %|p50 ms|p99 ms|p99.9 ms|fair min/max"
+  jq -r 'select(.mode=="load" or .mode=="raw") | select(.ping_ms == null) |
+    [.test, .pairs, .size, (.sent_pps|floor), (.delivered_pps|floor),
+     (.delivered_mbps|floor), (.drop_pct*100|round/100), (.latency_ms.p50*1000|round/1000),
+     (.latency_ms.p99*1000|round/1000), (.latency_ms.p999*1000|round/1000),
+     (.fairness.min_max_ratio*100|round/100)] | map(tostring) | join("|")' "$results"
+  for l in "TLS closed w32" "TLS open max"; do echo "$l|1/10/100|64/1200/16000|$tls_note|||||||"; done
+} | column -t -s '|'
+echo
+{
+  echo "ping test|load pkt/s|ping p50 ms|p99 ms|p99.9 ms|pings"
+  jq -r 'select(.ping_ms != null) |
+    [.test, (.delivered_pps|floor), (.ping_ms.p50*1000|round/1000), (.ping_ms.p99*1000|round/1000),
+     (.ping_ms.p999*1000|round/1000), .ping_ms.count] | map(tostring) | join("|")' "$results"
+} | column -t -s '|'
+echo
+{
+  echo "fleet test|connections|result"
+  jq -r 'select(.mode=="idle") | [.test, .connections,
+    "relay \(.server_bytes_per_conn|floor) B/conn (RSS \(.server_rss_before_kb) -> \(.server_rss_after_kb) kB), client \(.client_bytes_per_conn|floor) B/conn"] |
+    map(tostring) | join("|")' "$results"
+  echo "TLS idle|$idle_conns|$tls_note"
+  jq -r 'select(.mode=="connect_storm") | [.test, .connections,
+    "\(.conns_per_second|floor) conn/s, handshake p50 \(.handshake_ms.p50*1000|round/1000) ms p99 \(.handshake_ms.p99*1000|round/1000) ms, \(.failed) failed"] |
+    map(tostring) | join("|")' "$results"
+} | column -t -s '|'

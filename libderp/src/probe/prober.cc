@@ -1,0 +1,235 @@
+// The prober's checks per node and per node pair, and their Prometheus text.
+#include "derp/prober.h"
+
+#include <fmt/format.h>
+
+#include <future>
+
+#include "derp/client.h"
+#include "probe/stun_client.h"
+#include "probe/tls_check.h"
+
+namespace derp::probe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+CheckResult make_check(std::string check, int region, std::string node) {
+  CheckResult c;
+  c.check = std::move(check);
+  c.region_id = region;
+  c.node = std::move(node);
+  return c;
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// The derp::Client options that reach `node` as a region dial would (PROTOCOL.md §7.5):
+// https://<address>:<DERPPort>/derp, certificate checked against CertName or HostName.
+ClientOptions client_options(const DERPNode& node, const ProberOptions& o) {
+  ClientOptions c;
+  c.private_key = NodePrivate::generate();
+  DialTarget t = node_dial_target(node, IpFamily::kV4);
+  if (t.kind == DialTarget::Kind::kSkip) t = node_dial_target(node, IpFamily::kV6);
+  const std::string host = t.kind == DialTarget::Kind::kSkip ? node.host_name : t.host;
+  const bool v6 = ip_literal_family(host) == IpFamily::kV6;
+  c.server_url = fmt::format("https://{}{}{}:{}/derp", v6 ? "[" : "", host, v6 ? "]" : "",
+                             node_derp_port(node));
+  c.insecure = node.insecure_for_tests;
+  c.ca_file = o.ca_file;
+  if (!node.cert_name.empty()) {
+    c.cert_name = node.cert_name;
+  } else if (host != node.host_name) {
+    c.cert_name = node.host_name;
+  }
+  c.is_prober = true;
+  c.connect_timeout = o.timeout;
+  c.write_timeout = o.timeout;
+  return c;
+}
+
+CheckResult tls_check(const DERPRegion& r, const DERPNode& n, const ProberOptions& o) {
+  CheckResult c = make_check("tls", r.region_id, n.name);
+  TlsCheck t = check_node_tls(n, o.timeout, o.ca_file);
+  c.latency_ms = t.latency_ms;
+  c.cert_expiry_seconds = t.expiry_seconds;
+  if (!t.handshake_ok) {
+    c.detail = t.error;
+    return c;
+  }
+  const double days = t.expiry_seconds.value_or(0) / 86400.0;
+  if (t.expiry_seconds && *t.expiry_seconds < 0) {
+    c.detail = fmt::format("certificate expired {:.1f} days ago ({})", -days, t.not_after);
+  } else if (days < o.cert_warn_days) {
+    c.detail = fmt::format("certificate expires in {:.1f} days ({}), under {} days", days,
+                           t.not_after, o.cert_warn_days);
+  } else {
+    c.ok = true;
+    c.detail = fmt::format("certificate expires in {:.0f} days", days);
+  }
+  return c;
+}
+
+CheckResult stun_check(const DERPMap& map, const DERPRegion& r, size_t idx, IpFamily f,
+                       const ProberOptions& o) {
+  CheckResult c = make_check(f == IpFamily::kV4 ? "stun4" : "stun6", r.region_id, r.nodes[idx].name);
+  std::vector<StunProbe> plan;
+  for (int t = 0; t < 3; ++t) plan.push_back({r.region_id, idx, f, std::chrono::milliseconds(100 * t)});
+  StunRunOptions so;
+  so.timeout = o.timeout;
+  so.stop_early = false;
+  StunRunResult res = run_stun_plan(map, plan, so);
+  if (res.replies.empty()) {
+    c.detail = res.errors.empty() ? "no STUN reply" : res.errors.front();
+    return c;
+  }
+  c.ok = true;
+  c.latency_ms = res.replies.front().latency_ms;
+  c.detail = "mapped " + res.replies.front().mapped.to_string();
+  return c;
+}
+
+CheckResult derp_check(const DERPRegion& r, const DERPNode& n, const ProberOptions& o) {
+  CheckResult c = make_check("derp", r.region_id, n.name);
+  auto client = Client::create(client_options(n, o));
+  if (!client) {
+    c.detail = client.error().message;
+    return c;
+  }
+  if (auto ok = (*client)->connect(); !ok) {
+    c.detail = ok.error().message;
+    return c;
+  }
+  auto rtt = (*client)->ping(o.timeout);
+  if (!rtt) {
+    c.detail = rtt.error().message;
+    return c;
+  }
+  c.ok = true;
+  c.latency_ms = static_cast<double>(rtt->count()) / 1e6;
+  return c;
+}
+
+// A packet from a client on node a to a client on node b (mesh forwarding when a ≠ b).
+CheckResult sendrecv_check(const DERPRegion& r, const DERPNode& a, const DERPNode& b,
+                           const ProberOptions& o) {
+  CheckResult c = make_check("sendrecv", r.region_id, a.name + "->" + b.name);
+  auto from = Client::create(client_options(a, o));
+  auto to = Client::create(client_options(b, o));
+  if (!from || !to) {
+    c.detail = (!from ? from.error() : to.error()).message;
+    return c;
+  }
+  for (Client* cl : {to->get(), from->get()}) {
+    if (auto ok = cl->connect(); !ok) {
+      c.detail = ok.error().message;
+      return c;
+    }
+  }
+  std::vector<uint8_t> payload(64);
+  const std::string tag = fmt::format("derp-probe {} {}", c.node, Clock::now().time_since_epoch().count());
+  payload.assign(tag.begin(), tag.end());
+  const auto deadline = Clock::now() + o.timeout;
+  // The receiver must be registered at a's node (a mesh peer learns of it asynchronously):
+  // resend until it arrives or the deadline passes.
+  auto t0 = Clock::now();
+  while (Clock::now() < deadline) {
+    t0 = Clock::now();
+    if (auto ok = (*from)->send((*to)->self_public_key(), payload); !ok) {
+      c.detail = ok.error().message;
+      return c;
+    }
+    const auto wait_until = std::min(deadline, Clock::now() + std::chrono::milliseconds(500));
+    while (Clock::now() < wait_until) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - Clock::now());
+      auto m = (*to)->recv(std::max(left, std::chrono::milliseconds(1)));
+      if (!m) {
+        if (m.error().kind == ErrorKind::kTimeout) break;
+        c.detail = m.error().message;
+        return c;
+      }
+      if (auto* p = std::get_if<ReceivedPacket>(&*m); p && p->data == payload) {
+        c.ok = true;
+        c.latency_ms = ms_since(t0);
+        return c;
+      }
+    }
+  }
+  c.detail = fmt::format("no packet from {} arrived at {} within {} ms", a.name, b.name,
+                         o.timeout.count());
+  return c;
+}
+
+}  // namespace
+
+std::string CheckResult::name() const { return fmt::format("{}/{}/{}", check, region_id, node); }
+
+std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptions& o) {
+  std::vector<std::future<std::vector<CheckResult>>> jobs;
+  for (const auto& [id, r] : map.regions) {
+    for (size_t i = 0; i < r.nodes.size(); ++i) {
+      jobs.push_back(std::async(std::launch::async, [&map, &r, i, &o] {
+        std::vector<CheckResult> out;
+        const DERPNode& n = r.nodes[i];
+        if (o.tls && !n.stun_only) out.push_back(tls_check(r, n, o));
+        if (o.stun) {
+          for (IpFamily f : {IpFamily::kV4, IpFamily::kV6}) {
+            if (node_stun_target(n, f).kind == DialTarget::Kind::kSkip) continue;
+            out.push_back(stun_check(map, r, i, f, o));
+          }
+        }
+        if (o.derp && !n.stun_only) out.push_back(derp_check(r, n, o));
+        return out;
+      }));
+    }
+    if (!o.mesh) continue;
+    for (const auto& a : r.nodes) {
+      for (const auto& b : r.nodes) {
+        if (a.stun_only || b.stun_only) continue;
+        jobs.push_back(std::async(std::launch::async, [&r, &a, &b, &o] {
+          return std::vector<CheckResult>{sendrecv_check(r, a, b, o)};
+        }));
+      }
+    }
+  }
+  std::vector<CheckResult> out;
+  for (auto& j : jobs) {
+    auto v = j.get();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+std::string prober_metrics_text(const std::vector<CheckResult>& results, uint64_t runs) {
+  auto labels = [](const CheckResult& c) {
+    return fmt::format("check=\"{}\",region=\"{}\",node=\"{}\"", c.check, c.region_id, c.node);
+  };
+  std::string out;
+  out += "# HELP derp_probe_runs_total Completed probe rounds.\n";
+  out += "# TYPE derp_probe_runs_total counter\n";
+  out += fmt::format("derp_probe_runs_total {}\n", runs);
+  out += "# HELP derp_probe_check_success 1 when the check passed in the last round.\n";
+  out += "# TYPE derp_probe_check_success gauge\n";
+  for (const auto& c : results) {
+    out += fmt::format("derp_probe_check_success{{{}}} {}\n", labels(c), c.ok ? 1 : 0);
+  }
+  out += "# HELP derp_probe_check_latency_seconds Duration of the check's measured step.\n";
+  out += "# TYPE derp_probe_check_latency_seconds gauge\n";
+  for (const auto& c : results) {
+    if (!c.ok) continue;
+    out += fmt::format("derp_probe_check_latency_seconds{{{}}} {:.6f}\n", labels(c),
+                       c.latency_ms / 1000.0);
+  }
+  out += "# HELP derp_probe_cert_expiry_seconds Seconds until the node's certificate expires.\n";
+  out += "# TYPE derp_probe_cert_expiry_seconds gauge\n";
+  for (const auto& c : results) {
+    if (!c.cert_expiry_seconds) continue;
+    out += fmt::format("derp_probe_cert_expiry_seconds{{region=\"{}\",node=\"{}\"}} {:.0f}\n",
+                       c.region_id, c.node, *c.cert_expiry_seconds);
+  }
+  return out;
+}
+
+}  // namespace derp::probe

@@ -1,0 +1,122 @@
+// derp-captive: is there a captive portal or a meddling middlebox between us and DERP?
+//   derp-captive SERVER... | --derp-map FILE|URL [--port 80] [--json] [--timeout 3s]
+// GET /generate_204 with a random X-Tailscale-Challenge; 204 plus the exact
+// X-Tailscale-Response means no portal (PROTOCOL.md §10). Exit 0 no portal, 1 portal or
+// middlebox detected, 3..9 when no endpoint could be reached at all.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "common/cli.h"
+#include "common/exit_codes.h"
+#include "common/json_output.h"
+#include "derp/derp_map_lint.h"
+#include "derp/netcheck.h"
+
+namespace {
+
+using namespace derp;
+using namespace derp::probe;
+using namespace derp::tools;
+
+// "host", "host:port", "http://host[:port]" or a full URL → the /generate_204 URL.
+std::string endpoint_url(const std::string& server) {
+  std::string s = server;
+  if (s.find("://") == std::string::npos) s = "http://" + s;
+  const auto scheme_end = s.find("://") + 3;
+  if (s.find('/', scheme_end) == std::string::npos) s += "/generate_204";
+  return s;
+}
+
+const char* explain(CaptiveVerdict v) {
+  switch (v) {
+    case CaptiveVerdict::kNoPortal: return "no captive portal";
+    case CaptiveVerdict::kRedirect: return "captive portal (redirect)";
+    case CaptiveVerdict::kBody: return "captive portal or rewriting proxy (content instead of 204)";
+    case CaptiveVerdict::kMissingHeader: return "interfering middlebox (challenge not answered)";
+    case CaptiveVerdict::kWrongHeader: return "interfering middlebox (wrong challenge answer)";
+    case CaptiveVerdict::kBadStatus: return "captive portal or middlebox (unexpected status)";
+    case CaptiveVerdict::kNoResult: return "no result";
+  }
+  return "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ToolCli cli("derp-captive", "Detect captive portals and middleboxes via /generate_204");
+  std::vector<std::string> servers;
+  std::string map_source;
+  int port = 80;
+  cli.app().add_option("SERVER", servers,
+                       "Relay(s) to check: host[:port] or http://host[:port][/generate_204]");
+  cli.app().add_option("--derp-map", map_source,
+                       "Check the map's CanPort80 nodes (http://<IPv4>/generate_204), as "
+                       "netcheck does");
+  cli.app().add_option("--port", port, "With --derp-map: the port to use instead of 80")
+      ->check(CLI::Range(1, 65535));
+  cli.add_json();
+  cli.add_timeout("3s", "Per request");
+  if (auto code = cli.parse(argc, argv)) return *code;
+  if (servers.empty() == map_source.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "give SERVER(s) or --derp-map, not both or neither"));
+  }
+  std::vector<std::string> urls;
+  if (!map_source.empty()) {
+    auto map = load_derp_map(map_source, cli.timeout());
+    if (!map) return cli.fail(map.error());
+    urls = captive_endpoints(*map, 0, static_cast<uint16_t>(port));
+    if (urls.empty()) {
+      return cli.fail(Error(ErrorKind::kUsage,
+                            "the DERP map has no node with IPv4 and CanPort80 to check"));
+    }
+  } else {
+    for (const auto& s : servers) urls.push_back(endpoint_url(s));
+  }
+  auto results = check_captive(urls, cli.timeout());
+
+  bool captive = false, any_result = false;
+  std::optional<Error> first_error;
+  for (const auto& r : results) {
+    if (r.verdict == CaptiveVerdict::kNoResult) {
+      if (!first_error) first_error = r.error;
+      continue;
+    }
+    any_result = true;
+    captive |= r.verdict != CaptiveVerdict::kNoPortal;
+  }
+  if (cli.json()) {
+    nlohmann::json j;
+    if (!any_result && first_error) {
+      j = json_error(*first_error);
+    } else {
+      j = json_ok();
+      j["captive_portal"] = captive;
+      if (captive) j["ok"] = false;
+    }
+    j["endpoints"] = nlohmann::json::array();
+    for (const auto& r : results) {
+      nlohmann::json e{{"url", r.url},
+                       {"verdict", captive_verdict_name(r.verdict)},
+                       {"status", r.status},
+                       {"detail", r.detail}};
+      if (r.verdict == CaptiveVerdict::kNoResult) {
+        e["error"] = {{"layer", error_kind_name(r.error.kind)}, {"message", r.error.message}};
+      }
+      j["endpoints"].push_back(e);
+    }
+    print_json_line(j);
+  } else {
+    for (const auto& r : results) {
+      std::printf("%s: %s: %s\n", r.url.c_str(), explain(r.verdict), r.detail.c_str());
+    }
+    if (any_result) {
+      std::printf("%s\n", captive ? "captive portal or middlebox detected" : "no captive portal");
+    }
+  }
+  if (!any_result && first_error) {
+    std::fprintf(stderr, "derp-captive: %s\n", first_error->message.c_str());
+    return exit_code_for(first_error->kind);
+  }
+  return captive ? kExitCheckFailed : kExitOk;
+}

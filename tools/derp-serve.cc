@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   std::string addr = "127.0.0.1:3340";
   std::string key_file = "derper.key";
   std::string mesh_file;
+  std::vector<std::string> mesh_with;
   int threads = 0;
   bool verbose = false;
   bool stun = true;  // derper's default
@@ -88,6 +89,11 @@ int main(int argc, char** argv) {
                  "Default: derper.key in the current directory")
       ->capture_default_str();
   app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key");
+  app.add_option("--mesh-with", mesh_with,
+                 "Relays to mesh with, comma-separated (derper's --mesh-with): host:port, "
+                 "host/dialhost, or http(s):// URLs; this relay's own address is skipped. "
+                 "Needs --mesh-psk-file")
+      ->delimiter(',');
   app.add_option("--threads", threads, "Event loops (0 = one per core)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("-v,--verbose", verbose, "Log every connection");
@@ -242,6 +248,10 @@ int main(int argc, char** argv) {
     if (!mesh) return cli.fail(mesh.error().wrap(mesh_file));
     opts.mesh_key = *mesh;
   }
+  if (!mesh_with.empty() && mesh_file.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--mesh-with needs --mesh-psk-file"));
+  }
+  opts.mesh_with = mesh_with;
   static std::mutex log_mu;
   opts.log = [](std::string_view line) {
     std::lock_guard lock(log_mu);

@@ -25,6 +25,10 @@ struct ServerOptions {
   std::chrono::milliseconds handshake_timeout{10000};  // per handshake step and HTTP head
   std::chrono::milliseconds keep_alive{60000};         // KeepAlive period (+ up to 5 s jitter)
   MeshKey mesh_key;                          // zero = no mesh peers
+  // Relays to mesh with (derper's --mesh-with; needs mesh_key): "host:port" (plain HTTP),
+  // "host" (https on 443), "host/dialhost", or a full http(s):// URL. An entry naming this
+  // relay's own listen address is skipped. See docs/MESH.md.
+  std::vector<std::string> mesh_with;
   // One line per event worth knowing (start, refused client...). Called from relay threads.
   std::function<void(std::string_view)> log;
   bool verbose = false;                      // also log per-connection lines

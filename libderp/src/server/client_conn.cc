@@ -291,6 +291,7 @@ Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t le
     const auto type = static_cast<FrameType>(h.type);
     // ForwardPacket's sender is checked before its payload is read (§2.4).
     if (type == FrameType::kForwardPacket && !mesh_) {
+      stats_.add(Counter::kMeshFramesRefused);
       return Error(ErrorKind::kProtocol, "ForwardPacket from a client without the mesh key");
     }
     bool skip = false;
@@ -298,6 +299,7 @@ Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t le
       return std::move(ok).error();
     }
     if ((type == FrameType::kWatchConns || type == FrameType::kClosePeer) && !mesh_) {
+      stats_.add(Counter::kMeshFramesRefused);
       return Error(ErrorKind::kProtocol,
                    fmt::format("{} from a client without the mesh key", frame_type_name(h.type)));
     }

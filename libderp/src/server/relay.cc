@@ -37,6 +37,7 @@ void Relay::unregister_client(ClientConn* c) {
   std::vector<std::shared_ptr<ClientConn>> watchers;
   std::shared_ptr<ClientConn> keep;  // destroy outside the lock
   bool gone = false;
+  bool still_remote = false;
   const NodePublic key = c->key();
   {
     std::unique_lock lock(mu_);
@@ -71,12 +72,19 @@ void Relay::unregister_client(ClientConn* c) {
       if (set.active) set.active->active.store(true, std::memory_order_relaxed);
     }
     c->active.store(false, std::memory_order_relaxed);
-    if (gone) watchers = watchers_;
+    if (gone) {
+      watchers = watchers_;
+      still_remote = remote_.find(key) != remote_.end();
+    }
   }
   stats_.add(Counter::kGaugeCurrentConnections, -1);
   if (!gone) return;
   for (auto& w : watchers) w->enqueue_watch_gone(key);
+  // Still reachable through a mesh peer (it moved there): nobody is owed a PeerGone yet.
+  if (!still_remote) notify_receivers_gone(key);
+}
 
+void Relay::notify_receivers_gone(const NodePublic& key) {
   std::vector<std::weak_ptr<ClientConn>> owed;
   {
     std::lock_guard lock(sent_mu_);
@@ -102,6 +110,16 @@ bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, co
     std::shared_lock lock(mu_);
     auto it = clients_.find(dst);
     if (it == clients_.end()) {
+      // Not here: a mesh peer may have it. A forwarded packet is never forwarded again (loops).
+      if (!forwarded) {
+        auto r = remote_.find(dst);
+        if (r != remote_.end() && !r->second.empty()) {
+          r->second.front()->forward(src, dst, chunk, data, len, disco);
+          lock.unlock();
+          stats_.add(Counter::kPacketsForwardedOut);
+          return true;
+        }
+      }
       lock.unlock();
       stats_.drop(forwarded ? DropReason::kUnknownDestOnFwd : DropReason::kUnknownDest, disco, len);
       return false;
@@ -180,6 +198,36 @@ bool Relay::close_peer(const NodePublic& key) {
   return true;
 }
 
+void Relay::add_forwarder(const NodePublic& key, Forwarder* f) {
+  std::unique_lock lock(mu_);
+  auto& fs = remote_[key];
+  if (std::find(fs.begin(), fs.end(), f) == fs.end()) fs.push_back(f);
+}
+
+void Relay::remove_forwarder(const NodePublic& key, Forwarder* f) {
+  {
+    std::unique_lock lock(mu_);
+    auto it = remote_.find(key);
+    if (it == remote_.end()) return;
+    const size_t before = it->second.size();
+    std::erase(it->second, f);
+    if (it->second.size() == before || !it->second.empty()) return;
+    remote_.erase(it);
+    if (clients_.find(key) != clients_.end()) return;
+  }
+  // Gone from the region (derper's notePeerGoneFromRegion): whoever got packets from it here
+  // hears PeerGone, as if it had been local.
+  notify_receivers_gone(key);
+}
+
+void Relay::remove_forwarder_everywhere(Forwarder* f) {
+  std::unique_lock lock(mu_);
+  for (auto it = remote_.begin(); it != remote_.end();) {
+    std::erase(it->second, f);
+    it = it->second.empty() ? remote_.erase(it) : std::next(it);
+  }
+}
+
 std::vector<std::shared_ptr<ClientConn>> Relay::all_conns() const {
   std::vector<std::shared_ptr<ClientConn>> out;
   std::shared_lock lock(mu_);
@@ -231,6 +279,10 @@ bool Relay::churn(const NodePublic& key) {
 
 void Relay::fill_gauges(std::map<std::string, int64_t>& out) const {
   std::shared_lock lock(mu_);
+  int64_t remote_only = 0;
+  for (auto& [key, fs] : remote_) {
+    if (clients_.find(key) == clients_.end()) ++remote_only;
+  }
   int64_t dup_keys = 0, dup_conns = 0;
   for (auto& [key, set] : clients_) {
     if (set.conns.size() > 1) {
@@ -238,9 +290,11 @@ void Relay::fill_gauges(std::map<std::string, int64_t>& out) const {
       dup_conns += static_cast<int64_t>(set.conns.size());
     }
   }
-  out["gauge_clients_total"] = static_cast<int64_t>(clients_.size());
+  out["gauge_clients_total"] = static_cast<int64_t>(clients_.size()) + remote_only;
   out["gauge_clients_local"] = static_cast<int64_t>(clients_.size());
-  out["gauge_clients_remote"] = 0;
+  out["gauge_clients_remote"] = remote_only;
+  out["gauge_mesh_peers"] = mesh_peers.load(std::memory_order_relaxed);
+  out["gauge_mesh_peers_connected"] = mesh_peers_connected.load(std::memory_order_relaxed);
   out["gauge_watchers"] = static_cast<int64_t>(watchers_.size());
   out["gauge_current_dup_client_keys"] = dup_keys;
   out["gauge_current_dup_client_conns"] = dup_conns;
@@ -253,6 +307,7 @@ void Relay::clear() {
     std::unique_lock lock(mu_);
     clients.swap(clients_);
     watchers.swap(watchers_);
+    remote_.clear();
     for (auto& [key, set] : clients) {
       for (auto& c : set.conns) c->registered = false;
     }

@@ -2,6 +2,7 @@
 // duplicate-key policy, watchers, and who must hear PeerGone. PROTOCOL.md §4.1–§4.6, §4.12.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -20,6 +21,16 @@
 #include "server/stats.h"
 
 namespace derp::server {
+
+// A mesh link that can carry packets to keys connected to another relay (mesh.h). forward()
+// runs on a relay thread under the relay's shared lock: it must not block.
+class Forwarder {
+ public:
+  virtual ~Forwarder() = default;
+  // Takes its own chunk reference when it keeps the packet.
+  virtual void forward(const NodePublic& src, const NodePublic& dst, Chunk* chunk,
+                       const uint8_t* data, uint32_t len, bool disco) = 0;
+};
 
 class Relay {
  public:
@@ -61,6 +72,15 @@ class Relay {
   void set_route_hooks(RouteHooks h) { route_hooks_ = std::move(h); }
   const RouteHooks& route_hooks() const { return route_hooks_; }
   Admission& admission() { return admission_; }
+  // Mesh (derper's clientsMesh / multiForwarder): `key` is connected to the relay behind `f`.
+  // Packets for a key that is not local go to its oldest forwarder; a local client wins.
+  void add_forwarder(const NodePublic& key, Forwarder* f);
+  void remove_forwarder(const NodePublic& key, Forwarder* f);
+  // Forgets `f` everywhere (the link is going away); after this, route() never calls it.
+  void remove_forwarder_everywhere(Forwarder* f);
+  // Mesh peer gauges, kept by the mesh.
+  std::atomic<int64_t> mesh_peers{0};
+  std::atomic<int64_t> mesh_peers_connected{0};
 
   // Gauges computed from the tables.
   void fill_gauges(std::map<std::string, int64_t>& out) const;
@@ -74,6 +94,8 @@ class Relay {
     std::vector<ClientConn*> send_history;  // duplicates in the order they last spoke
   };
 
+  // PeerGone(Disconnected) to every connection that was handed packets from `key`.
+  void notify_receivers_gone(const NodePublic& key);
   void remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst);
   std::vector<std::shared_ptr<ClientConn>> all_conns() const;
 
@@ -88,6 +110,8 @@ class Relay {
   mutable std::shared_mutex mu_;
   std::unordered_map<NodePublic, ClientSet> clients_;
   std::vector<std::shared_ptr<ClientConn>> watchers_;
+  // Keys connected elsewhere → their forwarders, oldest first (mu_).
+  std::unordered_map<NodePublic, std::vector<Forwarder*>> remote_;
 
   // src key → connections that were handed a packet from it (owed a PeerGone when it leaves).
   std::mutex sent_mu_;

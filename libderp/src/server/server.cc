@@ -18,6 +18,7 @@
 #include "server/chunk_pool.h"
 #include "server/connection.h"
 #include "server/faults.h"
+#include "server/mesh.h"
 #include "server/metrics.h"
 #include "server/metrics_listener.h"
 #include "server/relay.h"
@@ -85,6 +86,7 @@ struct Server::Impl {
   server::Stats stats;
   server::ChunkPool pool;  // outlives every connection (declared before the loops)
   server::Relay relay;
+  std::unique_ptr<server::Mesh> mesh;  // outgoing mesh links, when opts.mesh_with is set
   std::vector<std::unique_ptr<asio::io_context>> loops;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::thread> threads;
@@ -290,6 +292,14 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   for (auto& loop : impl->loops) {
     impl->threads.emplace_back([io = loop.get()] { io->run(); });
   }
+  if (!impl->opts.mesh_with.empty()) {
+    impl->mesh = std::make_unique<server::Mesh>(impl->opts, impl->relay, impl->stats,
+                                                net::endpoint_string(impl->local));
+    if (auto ok = impl->mesh->start(); !ok) {
+      Server failed(std::move(impl));  // stops the loops
+      return std::move(ok).error();
+    }
+  }
   if (impl->opts.log) {
     impl->opts.log(fmt::format("relay {} listening on {}{} with {} thread(s)",
                                impl->public_key.to_string(), net::endpoint_string(impl->local),
@@ -452,6 +462,7 @@ std::string Server::Impl::status_html() const {
 void Server::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
+  if (impl_->mesh) impl_->mesh->stop();  // its links hold chunks and forwarders: before the loops
   // Close the listener on its loop (the acceptor is not thread-safe), then stop every loop.
   asio::post(*impl_->loops[0], [raw = impl_.get()] {
     boost::system::error_code ec;

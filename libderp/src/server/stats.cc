@@ -71,6 +71,8 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "clients_refused_reason_allow_keys",
       "clients_refused_reason_verify_client_url",
       "websocket_accepts",
+      "mesh_frames_refused",
+      "mesh_forward_drops",
   };
   for (int i = 0; i < static_cast<int>(Counter::kCount); ++i) {
     out[kNames[i]] = v_[i].load(std::memory_order_relaxed);

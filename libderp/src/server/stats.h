@@ -51,6 +51,10 @@ enum class Counter : int {
   kRefusedAllowKeys,         // not in the allow-keys file
   kRefusedVerifyUrl,         // refused by (or, fail-closed, for want of) the admission URL
   kWebSocketAccepts,  // derper's derp_websocket_accepts
+  // Mesh: WatchConns / ClosePeer / ForwardPacket from a connection without the mesh key (the
+  // connection is closed), and packets a mesh link could not carry (queue full, link down).
+  kMeshFramesRefused,
+  kMeshForwardDrops,
   kCount,
 };
 

@@ -1,0 +1,56 @@
+// Relay mesh (PROTOCOL.md §4.5, §5; derper's --mesh-with): one outgoing mesh link per peer
+// relay. Each link is a derp::Client with the mesh key running the watch loop; what the peer
+// reports present becomes a forwarder in the relay's table, so packets for keys connected over
+// there leave as ForwardPacket on that link.
+//
+// Layering: the server uses only the public client API (derp/client.h, derp/watch.h), never
+// client internals.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "derp/key.h"
+#include "derp/result.h"
+#include "derp/server.h"
+#include "server/relay.h"
+#include "server/stats.h"
+
+namespace derp::server {
+
+// One --mesh-with entry made into a URL to dial: "host:port" → http://host:port/derp,
+// "host" → https://host/derp (derper), "host/dialhost" → dial dialhost, expect host's
+// certificate; full http(s):// URLs are kept.
+struct MeshTarget {
+  std::string entry;      // as written
+  std::string url;        // what the client dials
+  std::string cert_name;  // "" = the URL's host
+};
+Result<MeshTarget> parse_mesh_target(const std::string& entry);
+
+class MeshLink;
+
+class Mesh {
+ public:
+  // `self_addr` is the relay's bound "host:port": an entry naming it is skipped (derper skips
+  // its own hostname); a peer answering with our own key is dropped by the watch loop.
+  Mesh(const ServerOptions& opts, Relay& relay, Stats& stats, std::string self_addr);
+  ~Mesh();  // stop()
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+
+  // Parses every entry (kUsage on a bad one) and starts the links.
+  Result<void> start();
+  // Stops every link and removes its forwarders. Idempotent.
+  void stop();
+
+ private:
+  const ServerOptions& opts_;
+  Relay& relay_;
+  Stats& stats_;
+  std::string self_addr_;
+  std::vector<std::unique_ptr<MeshLink>> links_;
+};
+
+}  // namespace derp::server

@@ -1,0 +1,498 @@
+// Relay mesh (PROTOCOL.md §4.5, §4.12, §5, §7.4): three in-process relays in a full mesh on
+// 127.0.0.1, the watch loop, and derp-watch (--once, --json, --check-mesh) run as a process.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "derp/client.h"
+#include "derp/server.h"
+#include "derp/watch.h"
+#include "support/process.h"
+#include "support/relay_harness.h"
+
+namespace derp::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Polls `pred` with a short yield until it holds or the deadline passes.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
+  const auto until = Clock::now() + t;
+  while (Clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+// Free loopback ports for relays that must know each other's address before they start.
+std::vector<uint16_t> free_ports(size_t n) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ports.push_back(ntohs(a.sin_port));
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
+}
+
+MeshKey mesh_key_of(char c) {
+  auto k = MeshKey::parse(std::string(64, c));
+  EXPECT_TRUE(k);
+  return *k;
+}
+
+std::string url_of(uint16_t port) { return "http://127.0.0.1:" + std::to_string(port) + "/derp"; }
+
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) v.push_back(nlohmann::json::parse(line));
+  }
+  return v;
+}
+
+std::unique_ptr<Client> make_client(const std::string& url, const NodePrivate& key,
+                                    MeshKey mesh = {}) {
+  ClientOptions o;
+  o.private_key = key;
+  o.server_url = url;
+  o.mesh_key = mesh;
+  o.connect_timeout = 5s;
+  auto c = Client::create(std::move(o));
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? std::move(*c) : nullptr;
+}
+
+// Three relays meshed with each other; each config lists all three (itself included: skipped).
+class Mesh3 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    psk_ = mesh_key_of('a');
+    ports_ = free_ports(3);
+    for (int i = 0; i < 3; ++i) keys_[i] = NodePrivate::generate();
+    for (int i = 0; i < 3; ++i) start(i, psk_);
+    ASSERT_TRUE(wait_mesh_up());
+  }
+  void TearDown() override {
+    for (auto& r : relays_) r.reset();
+  }
+
+  void start(int i, MeshKey psk) {
+    ServerOptions o;
+    o.private_key = keys_[i];
+    o.listen_addr = "127.0.0.1:" + std::to_string(ports_[i]);
+    o.threads = 1;
+    o.mesh_key = psk;
+    for (auto p : ports_) o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+    o.log = logs_[i].sink();
+    auto s = Server::start(std::move(o));
+    ASSERT_TRUE(s) << s.error().message;
+    relays_[i] = std::move(*s);
+  }
+
+  int64_t counter(int i, const std::string& name) { return relays_[i]->counters()[name]; }
+
+  bool wait_mesh_up() {
+    return eventually([&] {
+      for (int i = 0; i < 3; ++i) {
+        if (relays_[i] && counter(i, "gauge_mesh_peers_connected") != 2) return false;
+      }
+      return true;
+    });
+  }
+
+  // Sends from `from` to `to` until a packet arrives (the mesh learns fresh keys asynchronously).
+  bool delivers(Client& from, Client& to, const std::string& text) {
+    const auto until = Clock::now() + kWait;
+    while (Clock::now() < until) {
+      if (!from.send(to.self_public_key(), {reinterpret_cast<const uint8_t*>(text.data()), text.size()})) {
+        return false;
+      }
+      const auto stop = Clock::now() + 100ms;
+      while (Clock::now() < stop) {
+        auto m = to.recv(20ms);
+        if (!m) continue;
+        auto* p = std::get_if<ReceivedPacket>(&*m);
+        if (p && p->src == from.self_public_key() &&
+            std::string(p->data.begin(), p->data.end()) == text) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  MeshKey psk_;
+  std::vector<uint16_t> ports_;
+  NodePrivate keys_[3];
+  LogWatch logs_[3];
+  std::unique_ptr<Server> relays_[3];
+};
+
+TEST_F(Mesh3, DeliversAcrossRelaysWithForwardPacket) {
+  auto a = make_client(url_of(ports_[0]), NodePrivate::generate());
+  auto c = make_client(url_of(ports_[2]), NodePrivate::generate());
+  ASSERT_TRUE(a->connect());
+  ASSERT_TRUE(c->connect());
+  EXPECT_TRUE(delivers(*a, *c, "hello from A to C"));
+  EXPECT_GE(counter(0, "packets_forwarded_out"), 1);
+  EXPECT_GE(counter(2, "packets_forwarded_in"), 1);
+  EXPECT_EQ(counter(1, "packets_forwarded_out"), 0);  // A sends to C directly, not via B
+  EXPECT_EQ(counter(0, "gauge_mesh_peers"), 2);
+  EXPECT_TRUE(logs_[0].wait_for("skipping 127.0.0.1:" + std::to_string(ports_[0])));
+  // C's client is known at A as remote.
+  EXPECT_GE(counter(0, "gauge_clients_remote"), 1);
+}
+
+TEST_F(Mesh3, FollowsClientMovingBetweenRelaysAndSendsPeerGone) {
+  const NodePrivate mover = NodePrivate::generate();
+  auto x = make_client(url_of(ports_[2]), NodePrivate::generate());
+  auto on_a = make_client(url_of(ports_[0]), mover);
+  ASSERT_TRUE(x->connect());
+  ASSERT_TRUE(on_a->connect());
+  // The mover sends to x (so x is owed a PeerGone when it leaves the region) and x reaches it.
+  EXPECT_TRUE(delivers(*on_a, *x, "mover says hi"));
+  EXPECT_TRUE(delivers(*x, *on_a, "x to mover at A"));
+
+  on_a->close();
+  // Leaving A (and the region): C hears it from A's watch stream and tells x.
+  bool got_gone = false;
+  const auto until = Clock::now() + kWait;
+  while (!got_gone && Clock::now() < until) {
+    auto m = x->recv(100ms);
+    if (!m) continue;
+    if (auto* g = std::get_if<PeerGoneMessage>(&*m)) {
+      got_gone = g->peer == mover.public_key() && g->reason == PeerGoneReason::kDisconnected;
+    }
+  }
+  EXPECT_TRUE(got_gone) << "x never got PeerGone(mover)";
+
+  auto on_b = make_client(url_of(ports_[1]), mover);
+  ASSERT_TRUE(on_b->connect());
+  EXPECT_TRUE(delivers(*x, *on_b, "x to mover at B"));
+  EXPECT_GE(counter(1, "packets_forwarded_in"), 1);
+}
+
+TEST_F(Mesh3, RelearnsARestartedRelay) {
+  relays_[1].reset();
+  ASSERT_TRUE(eventually([&] { return counter(0, "gauge_mesh_peers_connected") == 1; }));
+  start(1, psk_);
+  ASSERT_TRUE(wait_mesh_up());
+  auto a = make_client(url_of(ports_[0]), NodePrivate::generate());
+  auto b = make_client(url_of(ports_[1]), NodePrivate::generate());
+  ASSERT_TRUE(a->connect());
+  ASSERT_TRUE(b->connect());
+  EXPECT_TRUE(delivers(*a, *b, "A to restarted B"));
+  EXPECT_TRUE(delivers(*b, *a, "restarted B to A"));
+}
+
+TEST_F(Mesh3, ClosePeerFromMeshPeerClosesLocalClient) {
+  auto victim = make_client(url_of(ports_[0]), NodePrivate::generate());
+  ASSERT_TRUE(victim->connect());
+  auto peer = make_client(url_of(ports_[0]), NodePrivate::generate(), psk_);
+  ASSERT_TRUE(peer->close_peer(victim->self_public_key()));
+  EXPECT_TRUE(eventually([&] { return !victim->connected_state().connected; }));
+}
+
+TEST(Mesh, WatcherWithoutOrWithWrongKeyIsRefusedAndCounted) {
+  ServerOptions o;
+  o.mesh_key = mesh_key_of('b');
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  const std::string url = "http://" + relay->local_address() + "/derp";
+  for (MeshKey k : {MeshKey{}, mesh_key_of('c')}) {
+    auto c = make_client(url, NodePrivate::generate(), k);
+    ASSERT_TRUE(c->connect());
+    ASSERT_TRUE(c->watch_conns());
+    auto m = c->recv(kWait);
+    while (m && std::holds_alternative<ServerInfoMessage>(*m)) m = c->recv(kWait);
+    EXPECT_FALSE(m) << "the relay kept a watcher without the mesh key";
+  }
+  EXPECT_EQ(relay->counters()["mesh_frames_refused"], 2);
+}
+
+TEST(Mesh, MeshWithNeedsAMeshKeyAndGoodEntries) {
+  ServerOptions o;
+  o.private_key = NodePrivate::generate();
+  o.listen_addr = "127.0.0.1:0";
+  o.mesh_with = {"127.0.0.1:1"};
+  auto s = Server::start(o);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind, ErrorKind::kUsage);
+  o.mesh_key = mesh_key_of('d');
+  o.mesh_with = {"a/b/c"};
+  s = Server::start(o);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("a/b/c"), std::string::npos) << s.error().message;
+}
+
+// ---- the watch loop
+
+// The relay lists the watcher's own connection too (as derper does): `self` is left out here.
+struct Recorder {
+  NodePublic self;
+  std::mutex mu;
+  std::vector<WatchPeer> adds;
+  std::vector<WatchGone> gones;
+  std::vector<uint64_t> syncs;
+  int disconnects = 0;
+
+  WatchCallbacks callbacks() {
+    WatchCallbacks cb;
+    cb.add = [this](const WatchPeer& p) {
+      if (p.key == self) return;
+      std::lock_guard lk(mu);
+      adds.push_back(p);
+    };
+    cb.gone = [this](const WatchGone& g) {
+      if (g.key == self) return;
+      std::lock_guard lk(mu);
+      gones.push_back(g);
+    };
+    cb.synced = [this](uint64_t gen, size_t) {
+      std::lock_guard lk(mu);
+      syncs.push_back(gen);
+    };
+    cb.disconnected = [this](const Error&, std::chrono::milliseconds) {
+      std::lock_guard lk(mu);
+      ++disconnects;
+    };
+    return cb;
+  }
+  size_t sync_count() {
+    std::lock_guard lk(mu);
+    return syncs.size();
+  }
+};
+
+TEST(WatchLoop, ReportsInitialListLiveChangesAndSyntheticGoneAfterReconnect) {
+  const MeshKey psk = mesh_key_of('e');
+  const NodePrivate relay_key = NodePrivate::generate();
+  const uint16_t port = free_ports(1)[0];
+  auto start = [&] {
+    ServerOptions o;
+    o.private_key = relay_key;
+    o.listen_addr = "127.0.0.1:" + std::to_string(port);
+    o.threads = 1;
+    o.mesh_key = psk;
+    auto s = Server::start(std::move(o));
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(*s) : nullptr;
+  };
+  auto relay = start();
+  ASSERT_TRUE(relay);
+  const std::string url = url_of(port);
+  auto stays = make_client(url, NodePrivate::generate());
+  auto leaves = make_client(url, NodePrivate::generate());
+  ASSERT_TRUE(stays->connect());
+  ASSERT_TRUE(leaves->connect());
+
+  auto watcher = make_client(url, NodePrivate::generate(), psk);
+  Recorder rec;
+  rec.self = watcher->self_public_key();
+  WatchOptions wo;
+  // Long enough for `stays` to be back on the restarted relay before the watcher returns.
+  wo.min_backoff = 1000ms;
+  wo.stale_after = 0ms;  // only the resync may drop peers
+  auto loop = WatchLoop::start(*watcher, rec.callbacks(), wo);
+  ASSERT_TRUE(eventually([&] { return rec.sync_count() == 1; }));
+  {
+    std::lock_guard lk(rec.mu);
+    ASSERT_EQ(rec.adds.size(), 2u);
+    for (auto& a : rec.adds) {
+      EXPECT_TRUE(a.has_endpoint);
+      EXPECT_EQ(a.endpoint().rfind("127.0.0.1:", 0), 0u) << a.endpoint();
+      EXPECT_EQ(a.flags, peer_present_flags::kIsRegular);
+    }
+  }
+  // A live arrival.
+  auto late = make_client(url, NodePrivate::generate());
+  ASSERT_TRUE(late->connect());
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lk(rec.mu);
+    return rec.adds.size() == 3;
+  }));
+  late->close();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lk(rec.mu);
+    return rec.gones.size() == 1;
+  }));
+  {
+    std::lock_guard lk(rec.mu);
+    EXPECT_EQ(rec.gones[0].key, late->self_public_key());
+    EXPECT_FALSE(rec.gones[0].synthetic);
+  }
+
+  // Restart the relay: the watcher reconnects; `stays` comes back, `leaves` does not.
+  relay.reset();
+  relay = start();
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(eventually([&] { return static_cast<bool>(stays->connect()); }));
+  ASSERT_TRUE(eventually([&] { return rec.sync_count() == 2; }));
+  loop->stop();
+  std::lock_guard lk(rec.mu);
+  EXPECT_GE(rec.disconnects, 1);
+  ASSERT_EQ(rec.gones.size(), 2u);
+  EXPECT_EQ(rec.gones[1].key, leaves->self_public_key());
+  EXPECT_TRUE(rec.gones[1].synthetic);
+  EXPECT_EQ(rec.gones[1].reason, PeerGoneReason::kMeshConnBroke);
+}
+
+// ---- derp-watch
+
+TEST(DerpWatch, OncePrintsPeerListAsJsonAndText) {
+  const MeshKey psk = mesh_key_of('f');
+  ServerOptions o;
+  o.mesh_key = psk;
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  const std::string url = "http://" + relay->local_address() + "/derp";
+  auto c = make_client(url, NodePrivate::generate());
+  ASSERT_TRUE(c->connect());
+  const std::string key = c->self_public_key().to_string();
+
+  auto r = run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  EXPECT_EQ(lines[0]["schema"], 1);
+  EXPECT_EQ(lines[0]["event"], "peer");
+  EXPECT_EQ(lines[0]["key"], key);
+  EXPECT_EQ(lines[0]["endpoint"], c->local_addr().value());
+  EXPECT_EQ(lines[0]["flags"], 1);
+  EXPECT_EQ(lines[1]["event"], "synced");
+  EXPECT_EQ(lines[1]["peers"], 1);
+  EXPECT_EQ(lines[1]["server_key"], relay->public_key().to_string());
+
+  r = run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(key + " " + c->local_addr().value() + " flags=0x01(regular)"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST(DerpWatch, RefusedWithoutOrWithWrongKey) {
+  ServerOptions o;
+  o.mesh_key = mesh_key_of('1');
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  const std::string url = "http://" + relay->local_address() + "/derp";
+  auto r = run_tool("derp-watch", {url, "--once"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run_tool("derp-watch", {url, "--once", "--mesh-key", mesh_key_of('2').hex(), "--json"});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_NE(r.err.find("wrong mesh key"), std::string::npos) << r.err;
+  r = run_tool("derp-watch", {"http://127.0.0.1:1/derp", "--once", "--timeout", "1s",
+                              "--mesh-key", mesh_key_of('2').hex()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+}
+
+TEST(DerpWatch, LiveEventsWithCount) {
+  const MeshKey psk = mesh_key_of('3');
+  ServerOptions o;
+  o.mesh_key = psk;
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  const std::string url = "http://" + relay->local_address() + "/derp";
+  Process p(tool_path("derp-watch"),
+            {url, "--mesh-key", psk.hex(), "--json", "--count", "2", "--timeout", "20s"});
+  ASSERT_TRUE(p.wait_for_line("\"synced\"", kWait, Process::Stream::kStdout)) << p.err();
+  auto c = make_client(url, NodePrivate::generate());
+  ASSERT_TRUE(c->connect());
+  ASSERT_TRUE(p.wait_for_line("\"add\"", kWait, Process::Stream::kStdout)) << p.err();
+  c->close();
+  auto r = p.wait(kWait);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(lines[1]["event"], "add");
+  EXPECT_EQ(lines[1]["key"], c->self_public_key().to_string());
+  EXPECT_TRUE(lines[1].contains("time"));
+  EXPECT_EQ(lines[2]["event"], "gone");
+  EXPECT_EQ(lines[2]["reason"], "disconnected");
+  EXPECT_EQ(lines[2]["synthetic"], false);
+}
+
+TEST_F(Mesh3, DerpWatchShowsEachRelayAndMergedView) {
+  auto a = make_client(url_of(ports_[0]), NodePrivate::generate());
+  ASSERT_TRUE(a->connect());
+  auto r = run_tool("derp-watch", {url_of(ports_[0]), url_of(ports_[1]), "--mesh-key", psk_.hex(),
+                                   "--once", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = json_lines(r.out);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back()["event"], "merged");
+  bool found = false;
+  for (auto& k : lines.back()["keys"]) {
+    if (k["key"] == a->self_public_key().to_string()) {
+      found = true;
+      EXPECT_EQ(k["servers"].size(), 1u);
+      EXPECT_EQ(k["conflict"], false);
+    }
+  }
+  EXPECT_TRUE(found) << r.out;
+}
+
+TEST_F(Mesh3, CheckMeshPassesOnAHealthyMesh) {
+  std::vector<std::string> args = {"--check-mesh", "--mesh-key", psk_.hex(), "--json"};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto r = run_tool("derp-watch", args);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["pairs"].size(), 9u);
+  for (auto& p : j["pairs"]) EXPECT_EQ(p["delivered"], true) << p;
+  EXPECT_EQ(j["views_agree"], true) << r.out;
+  EXPECT_TRUE(j["failing_pairs"].empty());
+}
+
+TEST_F(Mesh3, CheckMeshNamesPairsOfARelayWithTheWrongPsk) {
+  relays_[2].reset();
+  start(2, mesh_key_of('9'));
+  std::vector<std::string> args = {"--check-mesh", "--mesh-key", psk_.hex(), "--timeout", "2s"};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto r = run_tool("derp-watch", args, "", 60s);
+  ASSERT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("failing pairs: 0->2 1->2 2->0 2->1\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peer views: DISAGREE"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("failing pairs: 0->2, 1->2, 2->0, 2->1"), std::string::npos) << r.err;
+}
+
+TEST_F(Mesh3, CheckMeshNamesPairsOfAStoppedRelay) {
+  relays_[1].reset();
+  std::vector<std::string> args = {"--check-mesh", "--json", "--timeout", "2s"};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto r = run_tool("derp-watch", args, "", 60s);
+  ASSERT_EQ(r.exit_code, 1) << r.out << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["failing_pairs"],
+            nlohmann::json({"0->1", "1->0", "1->1", "1->2", "2->1"}));
+  EXPECT_EQ(j["relays"][1]["error"]["layer"], "connect");
+  EXPECT_EQ(j["views_checked"], false);
+}
+
+}  // namespace
+}  // namespace derp::test

@@ -11,6 +11,7 @@
 #               one per core)
 #   IDLE_CONNS  idle connections (default 10000); STORM_CONNS (default 5000)
 #   JSON_OUT    also keep every run's JSON line in this file
+# TLS rows run when derp-serve has --certmode (a self-signed certificate for 127.0.0.1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-release}
@@ -44,10 +45,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Starts a fresh relay; sets serve_pid and url from its documented stdout line.
+# Extra arguments go to derp-serve (the TLS flags).
 start_serve() {
   stop_serve
   : >"$tmp/serve.out"
-  "$serve" -a 127.0.0.1:0 --stun=false --threads "$serve_threads" -c "$tmp/derper.key" \
+  "$serve" -a 127.0.0.1:0 --stun=false --threads "$serve_threads" -c "$tmp/derper.key" "$@" \
     >"$tmp/serve.out" 2>"$tmp/serve.err" &
   serve_pid=$!
   url=""
@@ -114,9 +116,26 @@ start_serve
 run "plain idle" "$url" --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
 start_serve
 run "plain connect storm" "$url" --connect-storm "$storm_conns" --concurrency 64
-stop_serve
 
+# TLS: derp-serve's --certmode manual with an IP --hostname makes a self-signed certificate;
+# derp-bench skips verification (--insecure) since only the cost of TLS is measured here.
 tls_note="pending server TLS (derp-serve has no TLS listener yet)"
+if "$serve" --help 2>/dev/null | grep -q -- '--certmode'; then
+  tls_note=""
+  tls=(--certmode manual --certdir "$tmp/certs" --hostname 127.0.0.1)
+  mkdir -p "$tmp/certs"
+  start_serve "${tls[@]}"
+  for pairs in 1 10 100; do
+    for size in 64 1200 16000; do
+      run "TLS closed w32" "$url" --insecure --pairs "$pairs" --size "$size" --window 32 \
+        "${load_args[@]}"
+    done
+  done
+  run "TLS open max" "$url" --insecure --pairs 10 --size 1200 --rate max "${load_args[@]}"
+  start_serve "${tls[@]}"
+  run "TLS idle" "$url" --insecure --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
+fi
+stop_serve
 
 # ---- The table.
 printf '\n%s\n' "derp-bench matrix: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(date -u +%Y-%m-%d), duration $duration, derp-bench threads $bench_threads"
@@ -127,7 +146,9 @@ printf '\n%s\n' "derp-bench matrix: $(nproc) cores, $(sed -n 's/^model name[[:sp
      (.delivered_mbps|floor), (.drop_pct*100|round/100), (.latency_ms.p50*1000|round/1000),
      (.latency_ms.p99*1000|round/1000), (.latency_ms.p999*1000|round/1000),
      (.fairness.min_max_ratio*100|round/100)] | map(tostring) | join("|")' "$results"
-  for l in "TLS closed w32" "TLS open max"; do echo "$l|1/10/100|64/1200/16000|$tls_note|||||||"; done
+  if [ -n "$tls_note" ]; then
+    for l in "TLS closed w32" "TLS open max"; do echo "$l|1/10/100|64/1200/16000|$tls_note|||||||"; done
+  fi
 } | column -t -s '|'
 echo
 {
@@ -142,7 +163,7 @@ echo
   jq -r 'select(.mode=="idle") | [.test, .connections,
     "relay \(.server_bytes_per_conn|floor) B/conn (RSS \(.server_rss_before_kb) -> \(.server_rss_after_kb) kB), client \(.client_bytes_per_conn|floor) B/conn"] |
     map(tostring) | join("|")' "$results"
-  echo "TLS idle|$idle_conns|$tls_note"
+  [ -n "$tls_note" ] && echo "TLS idle|$idle_conns|$tls_note"
   jq -r 'select(.mode=="connect_storm") | [.test, .connections,
     "\(.conns_per_second|floor) conn/s, handshake p50 \(.handshake_ms.p50*1000|round/1000) ms p99 \(.handshake_ms.p99*1000|round/1000) ms, \(.failed) failed"] |
     map(tostring) | join("|")' "$results"

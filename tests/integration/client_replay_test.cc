@@ -212,6 +212,64 @@ TEST(ClientReplay, PingVectorYieldsServerInfoThenUnsolicitedPongs) {
   check_request_and_client_info(r, v, key.public_key(), false);
 }
 
+TEST(ClientReplay, SetCanAckPingsChangesTheNextClientInfo) {
+  auto v = test::load_vector("ping");
+  const auto& conn = v["connections"][0];
+  Replay r;
+  std::mutex mu;
+  ScriptedServer server(
+      replay_script(test::s2c_raw(conn), conn["s2c_derp_offset"].get<size_t>(), &r, &mu));
+  auto key = test::private_key(v, "client_A");
+  auto opts = options_for(server.url(), key);
+  opts.can_ack_pings = true;
+  auto client = make_client(opts);
+  ASSERT_TRUE(client);
+  client->set_can_ack_pings(false);  // Go's SetCanAckPings, before the connect
+  expect_message<ServerInfoMessage>(*client);
+  client->close();
+  server.stop();
+  std::lock_guard lk(mu);
+  check_request_and_client_info(r, v, key.public_key(), false);
+}
+
+TEST(ClientReplay, RegionDialSendsIdealNodeWhenTheFirstNodeIsDown) {
+  auto v = test::load_vector("ping");
+  const auto& conn = v["connections"][0];
+  Replay r;
+  std::mutex mu;
+  ScriptedServer server(
+      replay_script(test::s2c_raw(conn), conn["s2c_derp_offset"].get<size_t>(), &r, &mu));
+  asio::io_context io;
+  tcp::acceptor gone(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const uint16_t dead_port = gone.local_endpoint().port();
+  gone.close();
+  DERPRegion region;
+  region.region_id = 7;
+  for (auto [name, port] : {std::pair<std::string, uint16_t>{"7a", dead_port},
+                            std::pair<std::string, uint16_t>{"7b", server.port()}}) {
+    DERPNode n;
+    n.name = name;
+    n.region_id = 7;
+    n.host_name = "127.0.0.1";
+    n.derp_port = port;
+    region.nodes.push_back(n);
+  }
+  const uint16_t live_port = server.port();
+  auto opts = options_for("", test::private_key(v, "client_A"));
+  opts.region = region;
+  opts.region_plain_http = true;
+  auto client = make_client(opts);
+  ASSERT_TRUE(client);
+  expect_message<ServerInfoMessage>(*client);
+  client->close();
+  server.stop();
+  std::lock_guard lk(mu);
+  EXPECT_NE(r.request_head.find("\r\nIdeal-Node: 7a\r\n"), std::string::npos) << r.request_head;
+  EXPECT_NE(r.request_head.find("\r\nHost: 127.0.0.1:" + std::to_string(live_port) + "\r\n"),
+            std::string::npos)
+      << r.request_head;
+}
+
 TEST(ClientReplay, SendRecvVectorYieldsPacketAndOldStylePeerGone) {
   auto v = test::load_vector("send_recv");
   const auto& conn = v["connections"][0];  // client_B, the receiver

@@ -377,7 +377,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
       for (Pair* p : lp->pairs) p->wake->cancel();  // senders see kStop now
     });
   }
-  // Drain: wait until everything sent arrived, or nothing moved for 300 ms (the rest was
+  // Drain: wait until everything sent arrived, or nothing moved for 500 ms (the rest was
   // dropped), or 3 s passed.
   auto totals = [&] {
     uint64_t s = 0, d = 0;
@@ -397,7 +397,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
       if (cur != last) {
         last = cur;
         last_change = Clock::now();
-      } else if (Clock::now() - last_change > std::chrono::milliseconds(300)) {
+      } else if (Clock::now() - last_change > std::chrono::milliseconds(500)) {
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a counter

@@ -16,7 +16,18 @@ ToolCli::ToolCli(std::string name, std::string description)
 }
 
 void ToolCli::add_server() {
-  app_.add_option("SERVER", server_, "DERP server URL: http(s)://host[:port][/derp]")->required();
+  has_server_ = true;
+  app_.add_option("SERVER", server_,
+                  "DERP server URL: http(s)://host[:port][/derp] (or use --derp-map and --region)");
+  app_.add_option("--derp-map", derp_map_,
+                  "Dial a region of this DERP map (JSON file, or http(s):// URL) instead of SERVER");
+  app_.add_option("--region", region_, "With --derp-map: the RegionID to dial");
+  app_.add_option("--proxy", proxy_,
+                  "Connect through this HTTP proxy (http://[user:pass@]host:port, CONNECT); "
+                  "default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment");
+  app_.add_flag("--websocket", websocket_,
+                "Carry DERP in WebSocket binary messages (subprotocol derp) instead of the "
+                "Upgrade: DERP stream");
   app_.add_option("--ca-file", ca_file_,
                   "https://: also trust the CA certificates in this PEM file");
   app_.add_flag("--insecure", insecure_,
@@ -61,6 +72,20 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
       if (std::strcmp(argv[i], "--json") == 0) json_ = true;
     }
     return fail(Error(ErrorKind::kUsage, std::string(e.what()) + " (see --help)"));
+  }
+  if (has_server_) {
+    has_region_ = app_.count("--region") > 0;
+    std::string why;
+    if (!server_.empty() && !derp_map_.empty()) {
+      why = "give either SERVER or --derp-map, not both";
+    } else if (server_.empty() && derp_map_.empty()) {
+      why = "SERVER is required (or --derp-map with --region)";
+    } else if (!derp_map_.empty() && !has_region_) {
+      why = "--derp-map needs --region ID";
+    } else if (derp_map_.empty() && has_region_) {
+      why = "--region needs --derp-map";
+    }
+    if (!why.empty()) return fail(Error(ErrorKind::kUsage, why + " (see --help)"));
   }
   if (!server_key_text_.empty()) {
     auto k = NodePublic::parse_any(server_key_text_);

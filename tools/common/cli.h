@@ -22,7 +22,8 @@ class ToolCli {
 
   // The shared flags. Call the ones the tool takes before parse().
   // Positional SERVER: http(s)://host[:port][/derp], plus the TLS flags for https:// (--ca-file,
-  // --insecure, --cert-name), which only a tool that dials a relay needs.
+  // --insecure, --cert-name), which only a tool that dials a relay needs. Instead of SERVER,
+  // --derp-map FILE|URL --region ID dials a region of a DERP map (Go's NewRegionClient).
   void add_server();
   void add_server_key();                // --server-key nodekey:HEX (pin)
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
@@ -41,6 +42,10 @@ class ToolCli {
   const std::string& ca_file() const { return ca_file_; }
   bool insecure() const { return insecure_; }
   const std::string& cert_name() const { return cert_name_; }
+  const std::string& derp_map() const { return derp_map_; }  // "" = dial SERVER
+  int region() const { return region_; }
+  const std::string& proxy() const { return proxy_; }  // "" = HTTPS_PROXY/HTTP_PROXY/NO_PROXY
+  bool websocket() const { return websocket_; }
 
   // The key from --key-file, or a fresh ephemeral one when the flag was not given.
   Result<NodePrivate> load_key(bool* ephemeral) const;
@@ -61,6 +66,12 @@ class ToolCli {
   std::string ca_file_;
   bool insecure_ = false;
   std::string cert_name_;
+  bool has_server_ = false;
+  std::string derp_map_;
+  int region_ = 0;
+  bool has_region_ = false;
+  std::string proxy_;
+  bool websocket_ = false;
   bool json_ = false;
   std::string timeout_text_;
   std::chrono::milliseconds timeout_{0};

@@ -1,8 +1,25 @@
 #include "common/client_setup.h"
 
 #include "common/json_output.h"
+#include "derp/derp_map_load.h"
 
 namespace derp::tools {
+
+Result<DERPRegion> load_region(const ToolCli& cli) {
+  const auto timeout =
+      cli.timeout().count() > 0 ? cli.timeout() : std::chrono::milliseconds(10000);
+  auto map = load_derp_map(cli.derp_map(), timeout);
+  if (!map) return map.error().wrap("--derp-map");
+  auto it = map->regions.find(cli.region());
+  if (it == map->regions.end()) {
+    std::string known;
+    for (const auto& [id, r] : map->regions) known += (known.empty() ? "" : ", ") + std::to_string(id);
+    return Error(ErrorKind::kUsage, "--region " + std::to_string(cli.region()) +
+                                        ": not in the DERP map (regions: " +
+                                        (known.empty() ? "none" : known) + ")");
+  }
+  return it->second;
+}
 
 Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
   ToolClient out;
@@ -12,10 +29,17 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
   ClientOptions o;
   o.private_key = out.key;
   o.server_url = cli.server();
+  if (!cli.derp_map().empty()) {
+    auto region = load_region(cli);
+    if (!region) return std::move(region).error();
+    o.region = std::move(*region);
+  }
   o.server_key = cli.server_key();
   o.ca_file = cli.ca_file();
   o.insecure = cli.insecure();
   o.cert_name = cli.cert_name();
+  o.proxy = cli.proxy();
+  o.websocket = cli.websocket();
   if (cli.timeout().count() > 0) o.connect_timeout = cli.timeout();
   auto client = Client::create(std::move(o));
   if (!client) return std::move(client).error();

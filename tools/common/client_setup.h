@@ -16,7 +16,11 @@ struct ToolClient {
   bool ephemeral = false;  // true when no --key-file was given
 };
 
-// A client for cli.server() with the key from --key-file (or a fresh one) and the pin from
+// The region --derp-map/--region name: the map loaded (file or URL, bounded by --timeout or
+// 10 s) and the region looked up. kUsage when the region is not in the map.
+Result<DERPRegion> load_region(const ToolCli& cli);
+
+// A client for cli.server() (or the --derp-map region) with the key from --key-file (or a fresh one) and the pin from
 // --server-key. Connect timeout = --timeout when the tool has one. Connects when `connect`.
 Result<ToolClient> make_client(const ToolCli& cli, bool connect);
 

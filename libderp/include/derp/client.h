@@ -23,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "derp/derp_map.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
 #include "derp/key.h"
@@ -56,6 +57,66 @@ struct ClientOptions {
   // One line per event worth knowing (connects, dropped connections, skipped frames). Called
   // from the client's event-loop thread and API threads; must be thread-safe.
   std::function<void(std::string_view)> log;
+
+  // ---- Region dialing (Go's NewRegionClient, PROTOCOL.md §7.5). When set, server_url is
+  // ignored: every connect dials the region's nodes in order (STUNOnly nodes skipped), IPv4 and
+  // IPv6 raced per node within 1.5 s, honouring IPv4/IPv6 "none" or explicit IPs, DERPPort,
+  // CertName (name or sha256-raw pin) and InsecureForTests; the first node that accepts TCP is
+  // used. A node other than the first gets the Ideal-Node header.
+  std::optional<DERPRegion> region;
+  // Go's AddressFamilySelector: asked before each region dial; true starts IPv4 200 ms after
+  // IPv6 (IPv6 seen working). Null = race both at once. Called on the event-loop thread.
+  std::function<bool()> prefer_ipv6;
+  // Region nodes over http:// instead of https:// (Go's TS_DEBUG_USE_DERP_HTTP; tests only).
+  bool region_plain_http = false;
+
+  // Addresses resolved for a host are reused by reconnects for this long (0 = no cache).
+  std::chrono::milliseconds dns_cache_ttl{std::chrono::minutes(10)};
+  // Go's SetURLDialer: when set, opens every TCP connection instead of DNS + connect. Given the
+  // host (name or IP) and port to reach, it returns a connected stream socket's file descriptor,
+  // which the client then owns. Runs on the client's event-loop thread: keep it short.
+  std::function<Result<int>(const std::string& host, uint16_t port)> url_dialer;
+
+  // HTTP proxy: "http://[user:password@]host[:port]"; connections then go through it with
+  // CONNECT (basic auth when the URL has a user). Empty: the environment decides when
+  // proxy_from_environment (HTTPS_PROXY for https://, HTTP_PROXY for http://, NO_PROXY; never
+  // for localhost or loopback IPs), as Go's derphttp does.
+  std::string proxy;
+  bool proxy_from_environment = true;
+
+  // WebSocket transport (PROTOCOL.md §6.4): GET with Upgrade: websocket and subprotocol derp,
+  // then the DERP stream in binary messages (no fast start). Without it, a relay answering the
+  // DERP upgrade with 426 "Upgrade Required" (what derper says when the request arrived without
+  // Upgrade: DERP, i.e. a proxy stripped it) makes the client retry once over WebSocket; the
+  // connect report's note then says so.
+  bool websocket = false;
+};
+
+// What the last successful connect did, phase by phase (derp-connect prints it). Phases that
+// did not happen are zero (TLS for http://, HTTP upgrade under fast start, DNS for IP literals).
+struct ConnectReport {
+  std::chrono::nanoseconds dns{0};        // name resolution (0 when cached or an IP literal)
+  std::chrono::nanoseconds tcp{0};        // TCP connect (after DNS)
+  std::chrono::nanoseconds tls{0};        // TLS handshake
+  std::chrono::nanoseconds http{0};       // HTTP upgrade request → 101
+  std::chrono::nanoseconds handshake{0};  // DERP: ServerKey → ClientInfo → ServerInfo
+  std::chrono::nanoseconds total{0};      // the whole connect
+  bool dns_cached = false;                // the address came from the DNS cache
+  bool custom_dialer = false;             // url_dialer opened the connection
+  bool fast_start = false;                // the key came from the TLS meta cert (§6.2)
+  std::string transport;                  // "tcp", "tls", "websocket" or "websocket+tls"
+  std::string proxy;                      // "http://host:port" when tunnelled through a proxy
+  std::string url;                        // the URL dialed, e.g. "https://derp1.example/derp"
+  std::string node_name;                  // region dialing: the node used ("" for URL clients)
+  std::string remote_addr;                // "127.0.0.1:3340"
+  std::string local_addr;                 // "127.0.0.1:54321"
+  NodePublic server_key;
+  ServerInfo server_info;                 // includes the protocol version the relay speaks
+  std::optional<TlsInfo> tls_info;        // https:// only
+  uint64_t generation = 0;                // the connection this report describes
+  // Something worth telling the operator, e.g. "a proxy stripped Upgrade: DERP; retried over
+  // WebSocket" ("" when nothing).
+  std::string note;
 };
 
 // ---- Received messages (owned copies; valid after the next call).
@@ -165,8 +226,17 @@ class Client {
   // What TLS negotiated on the current (or last) connection; nullopt for http:// or before the
   // first connect.
   std::optional<TlsInfo> tls_info() const;
-  // The canonical server URL, e.g. "http://127.0.0.1:3340/derp".
+  // The canonical server URL, e.g. "http://127.0.0.1:3340/derp"; for a region client, the URL
+  // of the node last connected ("" before the first connect).
   std::string server_url() const;
+  // The report of the last successful connect; nullopt before the first one.
+  std::optional<ConnectReport> last_connect_report() const;
+
+  // Go's SetCanAckPings: whether server Pings are answered automatically from now on (the
+  // ClientInfo of the next connect carries it too).
+  void set_can_ack_pings(bool can_ack);
+  bool is_prober() const;     // as configured (ClientInfo IsProber)
+  MeshKey mesh_key() const;   // as configured (zero = not a mesh client)
 
  private:
   struct Impl;

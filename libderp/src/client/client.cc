@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -22,10 +23,12 @@
 #include <mutex>
 #include <thread>
 
+#include "client/dial.h"
 #include "client/messages.h"
 #include "net/client_stream.h"
 #include "net/dial_deadline.h"
 #include "net/dial_tcp.h"
+#include "net/dns_cache.h"
 #include "net/http_upgrade_client.h"
 #include "net/tls_client.h"
 #include "net/url.h"
@@ -60,6 +63,7 @@ struct Conn {
   std::string where;  // host:port, for messages
   std::string local_addr;
   std::optional<TlsInfo> tls;
+  std::string url;  // the URL this connection reached
 
   FrameReader reader;            // (io)
   std::vector<uint8_t> pending;  // (io) bytes read with the handshake, not yet parsed
@@ -87,17 +91,25 @@ struct PendingPing {
 }  // namespace
 
 struct Client::Impl {
-  Impl(ClientOptions o, net::DerpUrl u, std::shared_ptr<net::TlsClientContext> t)
+  Impl(ClientOptions o, std::vector<client::ServerTarget> t)
       : opts(std::move(o)),
-        url(std::move(u)),
-        tls(std::move(t)),
+        targets(std::move(t)),
         self_pub(opts.private_key.public_key()),
-        work(asio::make_work_guard(io)) {}
+        dns_cache(opts.dns_cache_ttl),
+        can_ack_pings(opts.can_ack_pings),
+        work(asio::make_work_guard(io)) {
+    if (opts.region) {
+      region_label = "region " + std::to_string(opts.region->region_id);
+      if (!opts.region->region_code.empty()) region_label += " (" + opts.region->region_code + ")";
+    }
+  }
 
   ClientOptions opts;
-  const net::DerpUrl url;
-  const std::shared_ptr<net::TlsClientContext> tls;  // null for http://
+  const std::vector<client::ServerTarget> targets;  // one for a URL client; nodes for a region
   const NodePublic self_pub;
+  std::string region_label;  // "" for a URL client
+  net::DnsCache dns_cache;   // (io)
+  std::atomic<bool> can_ack_pings;
 
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -114,12 +126,19 @@ struct Client::Impl {
   NodePublic server_pub;
   std::optional<bool> preferred;
   std::optional<TlsInfo> last_tls;
+  std::optional<ConnectReport> last_report;
+  std::string last_url;  // the URL of the last connection ("" before the first)
   std::deque<ReceivedDetail> queue;
   std::map<PingData, std::shared_ptr<PendingPing>> pings;
   std::shared_ptr<net::DialDeadline> dialing;  // (io) the connect in progress
 
   void log(const std::string& line) const {
     if (opts.log) opts.log(line);
+  }
+
+  // What messages name when no connection exists: the URL's host:port or the region.
+  std::string target_name() const {
+    return opts.region ? region_label : targets.front().url.host_port();
   }
 
   // ---- connection state
@@ -192,36 +211,36 @@ struct Client::Impl {
   asio::awaitable<Result<std::shared_ptr<Conn>>> dial_and_handshake(uint64_t gen,
                                                                     net::DialDeadline& deadline) {
     auto ex = io.get_executor();
+    const auto started = Clock::now();
+    client::DialSettings settings;
+    settings.targets = &targets;
+    settings.region = opts.region.has_value();
+    settings.region_label = region_label;
+    settings.prefer_ipv6 = opts.prefer_ipv6 && opts.prefer_ipv6();
+    settings.url_dialer = opts.url_dialer;
+    settings.dns_cache = &dns_cache;
+    settings.user_agent = kUserAgent;
+    settings.websocket = opts.websocket;
+    if (opts.log) settings.log = [this](const std::string& line) { log(line); };
+    auto dialed_r = co_await client::dial_stream(settings, deadline);
+    if (!dialed_r) co_return std::move(dialed_r).error();
+    client::DialedStream dialed = std::move(*dialed_r);
+    const net::DerpUrl& url = dialed.target->url;
     const std::string where = url.host_port();
-    auto sock = co_await net::dial_tcp(url.host, url.port, where, deadline);
-    if (!sock) co_return std::move(sock).error();
-    std::unique_ptr<net::ClientStream> stream;
-    std::optional<TlsInfo> tls_info;
-    std::optional<NodePublic> meta_key;  // set: fast start (§6.2), no HTTP response comes
-    if (tls) {
-      auto session =
-          co_await net::tls_client_handshake(tls, std::move(*sock), url.host, where, deadline);
-      if (!session) co_return std::move(session).error();
-      stream = std::move(session->stream);
-      tls_info = session->info;
-      meta_key = session->meta_server_key;
-    } else {
-      stream = net::make_tcp_client_stream(std::move(*sock));
-    }
+    std::optional<NodePublic> meta_key = dialed.meta_key;  // set: fast start (§6.2)
     const bool fast = meta_key.has_value();
-    std::vector<uint8_t> leftover;
-    if (!fast) {
-      auto up = co_await net::http_upgrade(*stream, url, kUserAgent, deadline);
-      if (!up) co_return std::move(up).error();
-      leftover = std::move(up->leftover);
-    }
+    std::vector<uint8_t> leftover = std::move(dialed.leftover);
+    ConnectReport report = std::move(dialed.report);
+    const auto handshake_start = Clock::now();
 
-    deadline.on_expiry([s = stream.get()] { s->close(); });
-    auto c = std::make_shared<Conn>(ex, std::move(stream), FrameReader(FrameReader::Role::kClient));
+    deadline.on_expiry([s = dialed.stream.get()] { s->close(); });
+    auto c = std::make_shared<Conn>(ex, std::move(dialed.stream),
+                                    FrameReader(FrameReader::Role::kClient));
     c->generation = gen;
     c->where = where;
     c->local_addr = c->stream->local_address();
-    c->tls = std::move(tls_info);
+    c->tls = report.tls_info;
+    c->url = url.to_string();
 
     auto timeout = [&](const char* step) {
       return Error(ErrorKind::kTimeout, "connect to " + where + ": timed out after " +
@@ -280,13 +299,14 @@ struct Client::Impl {
 
     ClientInfo info;
     info.mesh_key = opts.mesh_key;
-    info.can_ack_pings = opts.can_ack_pings;
+    info.can_ack_pings = can_ack_pings.load();
     info.is_prober = opts.is_prober;
     info.app_name = opts.app_name;
     auto hello = encode_client_info_frame(opts.private_key, c->server_key, info);
     if (fast) {
       // The request and ClientInfo go out in one write: no round trip for the 101.
-      std::string request = net::build_upgrade_request(url, kUserAgent, /*fast_start=*/true);
+      std::string request = net::build_upgrade_request(url, kUserAgent, /*fast_start=*/true,
+                                                       dialed.target->ideal_node);
       hello.insert(hello.begin(), request.begin(), request.end());
     }
     auto [wec, wn] = co_await c->stream->write_all(asio::buffer(hello));
@@ -308,6 +328,12 @@ struct Client::Impl {
     if (!server_info) co_return handshake_error(server_info.error());
     c->pending.assign(input.begin(), input.end());
     deadline.on_expiry(nullptr);
+    const auto now = Clock::now();
+    report.handshake = now - handshake_start;
+    report.total = now - started;
+    report.server_key = c->server_key;
+    report.server_info = *server_info;
+    report.generation = gen;
 
     // Frames the relay expects after every (re)connect, written before anything else.
     std::vector<uint8_t> after;
@@ -329,6 +355,8 @@ struct Client::Impl {
       generation = gen;
       server_pub = c->server_key;
       last_tls = c->tls;
+      last_report = report;
+      last_url = c->url;
       queue.push_back(ReceivedDetail{ServerInfoMessage{*server_info}, gen});
     }
     cv.notify_all();
@@ -336,9 +364,11 @@ struct Client::Impl {
     start_writer(c);
     c->input = std::span<const uint8_t>(c->pending);
     process_input(c);
-    log("derp client: connected to " + url.to_string() + " (" + c->server_key.to_string() +
+    log("derp client: connected to " + c->url + " (" + c->server_key.to_string() +
         ") from " + c->local_addr + " as " + self_pub.to_string() + ", generation " +
-        std::to_string(gen));
+        std::to_string(gen) + " over " + report.transport +
+        (report.proxy.empty() ? "" : " via proxy " + report.proxy));
+    if (!report.note.empty()) log("derp client: " + report.note);
     co_return c;
   }
 
@@ -416,7 +446,7 @@ struct Client::Impl {
         return true;  // answered a ping(): not the caller's business
       }
     }
-    if (auto* ping = std::get_if<PingMessage>(&m); ping && opts.can_ack_pings) {
+    if (auto* ping = std::get_if<PingMessage>(&m); ping && can_ack_pings.load()) {
       std::vector<uint8_t> pong(kFrameHeaderLen + 8);
       encode_pong(pong, ping->data);
       c->write_queue.push_back(WriteOp{std::move(pong), nullptr});
@@ -524,7 +554,7 @@ struct Client::Impl {
     } else {
       std::lock_guard lk(mu);
       if (closed) return closed_error();
-      if (!conn || conn->dead) return Error(ErrorKind::kIo, "not connected to " + url.host_port());
+      if (!conn || conn->dead) return Error(ErrorKind::kIo, "not connected to " + target_name());
       c = conn;
     }
     return write_on(c, std::move(frame));
@@ -540,17 +570,10 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   if (options.private_key.is_zero()) {
     return Error(ErrorKind::kUsage, "client private key is missing (all zero)");
   }
-  auto url = net::parse_derp_url(options.server_url);
-  if (!url) return std::move(url).error();
-  std::shared_ptr<net::TlsClientContext> tls;
-  if (url->tls) {
-    auto t = net::make_tls_client_context(
-        {.ca_file = options.ca_file, .insecure = options.insecure, .cert_name = options.cert_name});
-    if (!t) return std::move(t).error();
-    tls = std::move(*t);
-  }
+  auto targets = client::make_dial_targets(options);
+  if (!targets) return std::move(targets).error();
   if (options.recv_queue_depth == 0) options.recv_queue_depth = 1;
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(*url), std::move(tls));
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(*targets));
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->io.run(); });
   return std::unique_ptr<Client>(new Client(std::move(impl)));
@@ -609,7 +632,7 @@ Result<ReceivedDetail> Client::recv_detail(std::chrono::milliseconds timeout) {
     }
     if (d.cv.wait_until(lk, until) == std::cv_status::timeout && d.queue.empty() && !d.closed &&
         d.conn && !d.conn->dead) {
-      return Error(ErrorKind::kTimeout, "recv from " + d.url.host_port() + ": nothing within " +
+      return Error(ErrorKind::kTimeout, "recv from " + d.target_name() + ": nothing within " +
                                             net::format_duration(timeout));
     }
   }
@@ -644,7 +667,7 @@ Result<std::chrono::nanoseconds> Client::ping(std::chrono::milliseconds timeout)
   if (answer.wait_for(timeout) == std::future_status::timeout) {
     forget_ping();
     return Error(ErrorKind::kTimeout,
-                 "ping " + d.url.host_port() + ": no pong within " + net::format_duration(timeout));
+                 "ping " + d.target_name() + ": no pong within " + net::format_duration(timeout));
   }
   auto got = answer.get();
   if (!got) {
@@ -736,7 +759,7 @@ Result<std::string> Client::local_addr() const {
   std::lock_guard lk(impl_->mu);
   if (impl_->closed) return closed_error();
   if (!impl_->conn || impl_->conn->dead) {
-    return Error(ErrorKind::kIo, "not connected to " + impl_->url.host_port());
+    return Error(ErrorKind::kIo, "not connected to " + impl_->target_name());
   }
   return impl_->conn->local_addr;
 }
@@ -761,6 +784,21 @@ std::optional<TlsInfo> Client::tls_info() const {
   return impl_->last_tls;
 }
 
-std::string Client::server_url() const { return impl_->url.to_string(); }
+std::string Client::server_url() const {
+  if (!impl_->opts.region) return impl_->targets.front().url.to_string();
+  std::lock_guard lk(impl_->mu);
+  return impl_->last_url;
+}
+
+std::optional<ConnectReport> Client::last_connect_report() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->last_report;
+}
+
+void Client::set_can_ack_pings(bool can_ack) { impl_->can_ack_pings = can_ack; }
+
+bool Client::is_prober() const { return impl_->opts.is_prober; }
+
+MeshKey Client::mesh_key() const { return impl_->opts.mesh_key; }
 
 }  // namespace derp

@@ -31,12 +31,13 @@ std::string first_line(std::string_view body) {
 }  // namespace
 
 std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent,
-                                  bool fast_start) {
+                                  bool fast_start, std::string_view ideal_node) {
   http::request<http::empty_body> req{http::verb::get, url.target, 11};
   req.set(http::field::host, url.host_header());
   req.set(http::field::user_agent, user_agent);
   req.set(http::field::connection, "Upgrade");
   if (fast_start) req.set("Derp-Fast-Start", "1");
+  if (!ideal_node.empty()) req.set("Ideal-Node", ideal_node);
   req.set(http::field::upgrade, "DERP");
   std::ostringstream out;
   out << req;
@@ -45,7 +46,9 @@ std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agen
 
 asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, const DerpUrl& url,
                                                       std::string_view user_agent,
-                                                      DialDeadline& deadline) {
+                                                      DialDeadline& deadline,
+                                                      std::string_view ideal_node,
+                                                      unsigned* status_out) {
   const std::string where = url.host_port();
   deadline.on_expiry([&stream] { stream.close(); });
   auto timeout = [&] {
@@ -63,7 +66,7 @@ asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, cons
                  std::string("HTTP upgrade with ") + where + ": " + lower_first(ec.message()), ec);
   };
 
-  std::string request = build_upgrade_request(url, user_agent);
+  std::string request = build_upgrade_request(url, user_agent, false, ideal_node);
   auto [wec, wn] = co_await stream.write_all(asio::buffer(request));
   (void)wn;
   if (deadline.expired()) co_return timeout();
@@ -87,6 +90,7 @@ asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, cons
   }
 
   const unsigned status = head.get().result_int();
+  if (status_out) *status_out = status;
   if (status == 101) {
     UpgradeResponse out;
     auto data = buf.data();

@@ -23,16 +23,19 @@ struct UpgradeResponse {
 
 // The request head: GET <target> HTTP/1.1, Host, User-Agent, Connection: Upgrade, Upgrade: DERP
 // (Go's order), plus Derp-Fast-Start: 1 when `fast_start` (§6.2: the relay then sends no HTTP
-// response). Serialized by Beast.
+// response) and Ideal-Node when `ideal_node` is not empty (region dialing landed on a node other
+// than the first, §6.1). Serialized by Beast.
 std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent,
-                                  bool fast_start = false);
+                                  bool fast_start = false, std::string_view ideal_node = {});
 
 // Writes the request and reads the response head with Beast's parser. A status other than 101
-// is kHttp "HTTP <code> from <host:port>: <first line of body>"; malformed HTTP is kHttp; a
-// deadline expiry is kTimeout.
+// is kHttp "HTTP <code> from <host:port>: <first line of body>" (the code also in *status when
+// given); malformed HTTP is kHttp; a deadline expiry is kTimeout.
 boost::asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream,
                                                              const DerpUrl& url,
                                                              std::string_view user_agent,
-                                                             DialDeadline& deadline);
+                                                             DialDeadline& deadline,
+                                                             std::string_view ideal_node = {},
+                                                             unsigned* status = nullptr);
 
 }  // namespace derp::net

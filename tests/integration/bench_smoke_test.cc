@@ -1,0 +1,158 @@
+// derp-bench as a user runs it, briefly, against an in-process derp::Server on 127.0.0.1: the
+// numbers must be sane and the --json must parse. Timing targets live in bench/run.sh and
+// docs/BENCHMARKS.md, never here.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "derp/server.h"
+#include "support/process.h"
+
+namespace derp::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class BenchSmoke : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions o;
+    o.private_key = NodePrivate::generate();
+    o.listen_addr = "127.0.0.1:0";
+    o.threads = 1;
+    auto s = Server::start(std::move(o));
+    ASSERT_TRUE(s) << s.error().message;
+    server_ = std::move(*s);
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port()) + "/derp";
+  }
+
+  nlohmann::json run_json(std::vector<std::string> args, int want_exit = 0) {
+    args.push_back("--json");
+    auto r = run_tool("derp-bench", args, "", 60s);
+    EXPECT_EQ(r.exit_code, want_exit) << r.err << r.out;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(r.out);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not JSON: " << e.what() << ": " << r.out;
+    }
+    return j;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::string url_;
+};
+
+void expect_sane_load(const nlohmann::json& j, int pairs) {
+  ASSERT_EQ(j["schema"], 1);
+  ASSERT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["pairs"], pairs);
+  const double secs = j["seconds"];
+  EXPECT_GT(secs, 0.5);
+  const uint64_t total_sent = j["total_sent"], total_delivered = j["total_delivered"];
+  const uint64_t lost = j["lost"];
+  EXPECT_GT(total_delivered, 0u);
+  EXPECT_LE(total_delivered, total_sent);
+  EXPECT_EQ(lost, total_sent - total_delivered);
+  const double drop = j["drop_pct"];
+  EXPECT_GE(drop, 0);
+  EXPECT_LE(drop, 100);
+  const double sent_pps = j["sent_pps"], delivered_pps = j["delivered_pps"];
+  EXPECT_GT(delivered_pps, 0);
+  EXPECT_GT(sent_pps, 0);
+  // Per window: what was delivered cannot exceed what was sent plus what was in flight.
+  EXPECT_LE(delivered_pps * secs, sent_pps * secs + 64.0 * pairs + 1);
+  const double mbps = j["delivered_mbps"];
+  const double size = j["size"];
+  EXPECT_NEAR(mbps, delivered_pps * size * 8 / 1e6, 1e-6 * mbps + 1e-9);
+  const auto& lat = j["latency_ms"];
+  EXPECT_GT(lat["count"].get<uint64_t>(), 0u);
+  EXPECT_GT(lat["p50"].get<double>(), 0);
+  EXPECT_LE(lat["p50"].get<double>(), lat["p90"].get<double>());
+  EXPECT_LE(lat["p90"].get<double>(), lat["p99"].get<double>());
+  EXPECT_LE(lat["p99"].get<double>(), lat["p999"].get<double>());
+  EXPECT_LE(lat["p999"].get<double>(), lat["max"].get<double>());
+  const double ratio = j["fairness"]["min_max_ratio"];
+  EXPECT_GT(ratio, 0);
+  EXPECT_LE(ratio, 1);
+  EXPECT_EQ(j["foreign"], 0);
+}
+
+TEST_F(BenchSmoke, ClosedLoopReportsSaneNumbersAsJson) {
+  auto j = run_json({url_, "--pairs", "2", "--size", "1200", "--window", "8", "--duration", "1s",
+                     "--warmup", "100ms", "--ping-interval", "20ms"});
+  expect_sane_load(j, 2);
+  EXPECT_EQ(j["mode"], "load");
+  EXPECT_EQ(j["loop"], "closed");
+  EXPECT_EQ(j["window"], 8);
+  EXPECT_EQ(j["server_key"], server_->public_key().to_string());
+  EXPECT_GT(j["ping_ms"]["count"].get<uint64_t>(), 0u);
+  // Every packet the relay took was counted by the relay too.
+  EXPECT_GE(server_->counters().at("packets_received"), j["total_delivered"].get<int64_t>());
+}
+
+TEST_F(BenchSmoke, OpenLoopKeepsToTheRate) {
+  auto j = run_json({url_, "--pairs", "2", "--size", "64", "--rate", "500", "--duration", "1s",
+                     "--warmup", "0s"});
+  expect_sane_load(j, 2);
+  EXPECT_EQ(j["loop"], "open");
+  // Never more than the schedule allows (+1 per pair for the packet due at t=0, + the drain).
+  const uint64_t total_sent = j["total_sent"];
+  EXPECT_LE(total_sent, static_cast<uint64_t>(2 * 500 * 1.5 + 2));
+}
+
+TEST_F(BenchSmoke, RawForwarderCeiling) {
+  auto j = run_json(
+      {"--raw", "--pairs", "1", "--size", "16000", "--duration", "1s", "--warmup", "100ms"});
+  expect_sane_load(j, 1);
+  EXPECT_EQ(j["mode"], "raw");
+}
+
+TEST_F(BenchSmoke, IdleReportsRelayRssPerConnection) {
+  auto j = run_json(
+      {url_, "--idle", "50", "--duration", "100ms", "--server-pid", std::to_string(::getpid())});
+  EXPECT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["connections"], 50);
+  EXPECT_TRUE(j["server_bytes_per_conn"].is_number()) << j.dump();
+  EXPECT_GE(server_->counters().at("accepts"), 50);
+}
+
+TEST_F(BenchSmoke, ConnectStormCountsHandshakes) {
+  auto j = run_json({url_, "--connect-storm", "100", "--concurrency", "8"});
+  EXPECT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["connections"], 100);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_GT(j["conns_per_second"].get<double>(), 0);
+  EXPECT_EQ(j["handshake_ms"]["count"], 100);
+  EXPECT_GE(server_->counters().at("accepts"), 100);
+}
+
+TEST_F(BenchSmoke, RefusesWhatItCannotDo) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {url_, "--websocket"},
+           {url_, "--assert"},
+           {"--raw", url_},
+           {url_, "--size", "8"},
+           {url_, "--rate", "fast"},
+           {url_, "--window", "4", "--rate", "10"},
+           {url_, "--server-pid", "1"},
+       }) {
+    auto r = run_tool("derp-bench", args);
+    EXPECT_EQ(r.exit_code, 2) << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("derp-bench: "), std::string::npos) << r.err;
+  }
+  auto ws = run_tool("derp-bench", {url_, "--websocket"});
+  EXPECT_NE(ws.err.find("--websocket"), std::string::npos) << ws.err;
+}
+
+TEST(BenchSmokeNoRelay, ConnectRefusedIsExit4) {
+  auto r = run_tool("derp-bench", {"http://127.0.0.1:1/derp", "--duration", "1s", "--json"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["error"]["layer"], "connect");
+}
+
+}  // namespace
+}  // namespace derp::test

@@ -1,0 +1,548 @@
+// derp-serve's relay behaviour beyond routing: receive token bucket, accept limit, admission
+// (allow-keys, admission URL), graceful restart, health, fault injection, status page and
+// /bootstrap-dns, derper-style flags. Real relays and clients on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "derp/client.h"
+#include "derp/server.h"
+#include "support/http_stub.h"
+#include "support/process.h"
+#include "support/relay_harness.h"
+
+namespace derp::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<Client> client_for(const Server& relay, NodePrivate key = NodePrivate::generate()) {
+  ClientOptions o;
+  o.private_key = key;
+  o.server_url = "http://127.0.0.1:" + std::to_string(relay.port()) + "/derp";
+  o.connect_timeout = 5s;
+  auto c = Client::create(std::move(o));
+  EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// The next message of type T, skipping others; nullopt on error or after 32 others.
+template <typename T>
+std::optional<T> next_of(Client& c, std::chrono::milliseconds t = 5s) {
+  for (int i = 0; i < 32; ++i) {
+    auto m = c.recv(t);
+    if (!m.ok()) return std::nullopt;
+    if (auto* v = std::get_if<T>(&*m)) return *v;
+  }
+  return std::nullopt;
+}
+
+int64_t counter(const Server& s, const std::string& name) {
+  auto c = s.counters();
+  auto it = c.find(name);
+  return it == c.end() ? -1 : it->second;
+}
+
+// Polls the relay's counter (short yields) until it reaches `want` or the deadline passes.
+bool wait_counter(const Server& s, const std::string& name, int64_t want,
+                  std::chrono::milliseconds t = kWait) {
+  const auto deadline = Clock::now() + t;
+  while (Clock::now() < deadline) {
+    if (counter(s, name) >= want) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return counter(s, name) >= want;
+}
+
+std::string http_get(uint16_t port, const std::string& req) {
+  RawConn raw(port);
+  EXPECT_TRUE(raw.write(req));
+  auto res = raw.read_http_response();
+  return res.value_or("");
+}
+
+std::string body_of(const std::string& res) {
+  auto p = res.find("\r\n\r\n");
+  return p == std::string::npos ? "" : res.substr(p + 4);
+}
+
+// ---- Limits
+
+TEST(RelayLimits, TokenBucketSlowsAFloodingClientButNotAnother) {
+  constexpr int64_t kRate = 200000;
+  ServerOptions o;
+  o.client_rate_bytes_per_second = kRate;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto b = DerpConn::connect(relay->port(), NodePrivate::generate(), relay->public_key());
+  auto a = DerpConn::connect(relay->port(), NodePrivate::generate(), relay->public_key());
+  auto c = DerpConn::connect(relay->port(), NodePrivate::generate(), relay->public_key());
+  ASSERT_TRUE(a && b && c);
+
+  constexpr int kTotal = 4000;  // 4 MB: far more than the test lets through
+  std::atomic<int> sent{0};
+  const auto t0 = Clock::now();
+  std::thread flood([&] {
+    std::vector<uint8_t> pkt(1000, 0x42);
+    for (int i = 0; i < kTotal; ++i) {
+      if (!a->send_packet(b->public_key(), pkt)) return;
+      sent.fetch_add(1);
+    }
+  });
+  // The relay read 300 KB from A: never faster than burst + rate × elapsed.
+  const int64_t kWant = 300000;
+  const bool reached = wait_counter(*relay, "bytes_received", kWant, 30s);
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int64_t got = counter(*relay, "bytes_received");
+  EXPECT_TRUE(reached) << got;
+  EXPECT_LE(static_cast<double>(got), 65568 + kRate * elapsed + 70000)
+      << "relay read " << got << " bytes in " << elapsed << " s";
+  EXPECT_GT(counter(*relay, "rate_limit_per_client_waited"), 0);
+
+  // C is not held back by A's empty bucket: 50 KB and a ping barrier go straight through.
+  std::vector<uint8_t> small(1000, 0x43);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(c->send_packet(b->public_key(), small));
+  EXPECT_TRUE(c->sync().has_value());
+  EXPECT_LT(sent.load(), kTotal) << "A's flood finished: it was not limited";
+
+  ::shutdown(a->raw().fd(), SHUT_RDWR);  // unblocks the flood thread's send
+  flood.join();
+  std::printf("[ figures ] token bucket %lld B/s: relay read %lld bytes in %.2f s (%.0f B/s)\n",
+              static_cast<long long>(kRate), static_cast<long long>(got), elapsed,
+              static_cast<double>(got) / elapsed);
+}
+
+TEST(RelayLimits, TokenBucketIsAdvertisedInServerInfo) {
+  ServerOptions o;
+  o.client_rate_bytes_per_second = 123456;
+  o.client_rate_burst_bytes = 1000;  // raised to one largest frame
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c);
+  auto info = next_of<ServerInfoMessage>(*c);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->info.token_bucket_bytes_per_second, 123456);
+  EXPECT_EQ(info->info.token_bucket_bytes_burst, 65568);
+}
+
+TEST(RelayLimits, AcceptLimitClosesConnectionsBeyondTheBurst) {
+  ServerOptions o;
+  o.accept_rate = 0.001;  // one new token every 1000 s: only the burst gets in
+  o.accept_burst = 2;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  const std::string probe = "GET /derp/probe HTTP/1.1\r\nHost: x\r\n\r\n";
+  EXPECT_EQ(http_get(relay->port(), probe).rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(http_get(relay->port(), probe).rfind("HTTP/1.1 200", 0), 0u);
+  RawConn third(relay->port());
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third.wait_closed());
+  EXPECT_EQ(counter(*relay, "counter_rejected_connections"), 1);
+  EXPECT_EQ(counter(*relay, "accepts"), 2);
+}
+
+// ---- Admission
+
+struct AdmissionCase {
+  HttpStub::Answer answer;
+  bool admitted;
+};
+
+std::unique_ptr<Server> relay_with_url(const std::string& url, bool fail_open, LogWatch& logs) {
+  ServerOptions o;
+  o.verify_client_url = url;
+  o.verify_client_url_fail_open = fail_open;
+  o.verify_client_timeout = 3s;
+  o.log = logs.sink();
+  return start_relay(o);
+}
+
+TEST(RelayAdmission, UrlAllowsOnlyOkWithAllowTrue) {
+  std::atomic<bool> allow{true};
+  HttpStub stub([&](const HttpStub::Seen&) {
+    return HttpStub::Answer{200, allow ? R"({"Allow":true})" : R"({"Allow":false})"};
+  });
+  LogWatch logs;
+  auto relay = relay_with_url(stub.url(), true, logs);
+  ASSERT_TRUE(relay);
+  const NodePrivate key = NodePrivate::generate();
+  auto ok = client_for(*relay, key);
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE(ok->ping(5s).ok());
+  auto reqs = stub.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "POST");
+  EXPECT_EQ(reqs[0].content_type, "application/json");
+  auto j = nlohmann::json::parse(reqs[0].body);
+  EXPECT_EQ(j["NodePublic"], key.public_key().to_string());
+  EXPECT_EQ(j["Source"], "127.0.0.1");
+
+  allow = false;
+  auto denied = client_for(*relay);
+  ASSERT_TRUE(denied);
+  EXPECT_FALSE(denied->ping(3s).ok());
+  EXPECT_TRUE(logs.wait_for("denied by the admission controller")) << logs.all();
+  EXPECT_EQ(counter(*relay, "clients_refused_reason_verify_client_url"), 1);
+}
+
+TEST(RelayAdmission, UrlHttpErrorRefuses) {
+  HttpStub stub([](const HttpStub::Seen&) { return HttpStub::Answer{500, "oops"}; });
+  LogWatch logs;
+  auto relay = relay_with_url(stub.url(), true, logs);
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  EXPECT_FALSE(c->ping(3s).ok());
+  EXPECT_TRUE(logs.wait_for("HTTP 500")) << logs.all();
+}
+
+TEST(RelayAdmission, UnreachableUrlFailsOpenOrClosed) {
+  // A port that was just free: nothing listens there.
+  uint16_t dead_port = 0;
+  {
+    HttpStub gone([](const HttpStub::Seen&) { return HttpStub::Answer{}; });
+    dead_port = gone.port();
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(dead_port) + "/admit";
+  {
+    LogWatch logs;
+    auto relay = relay_with_url(url, true, logs);
+    ASSERT_TRUE(relay);
+    auto c = client_for(*relay);
+    EXPECT_TRUE(c->ping(5s).ok());
+    EXPECT_TRUE(logs.wait_for("admission controller unreachable")) << logs.all();
+  }
+  {
+    LogWatch logs;
+    auto relay = relay_with_url(url, false, logs);
+    ASSERT_TRUE(relay);
+    auto c = client_for(*relay);
+    EXPECT_FALSE(c->ping(3s).ok());
+    EXPECT_TRUE(logs.wait_for("refused client")) << logs.all();
+    EXPECT_EQ(counter(*relay, "clients_refused_reason_verify_client_url"), 1);
+  }
+}
+
+class ServeBinary : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/derp-behaviour-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Starts derp-serve with `args` (plus a key file and no STUN unless given) and returns the
+  // relay port, or 0.
+  uint16_t start(std::vector<std::string> args) {
+    args.insert(args.begin(), {"-c", dir_ + "/derper.key"});
+    proc_ = std::make_unique<Process>(tool_path("derp-serve"), args);
+    auto line = proc_->wait_for_line("listening on", 20s, Process::Stream::kStdout);
+    if (!line) {
+      ADD_FAILURE() << "no listening line: " << proc_->err();
+      return 0;
+    }
+    std::smatch m;
+    if (!std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/derp key (\\S+)"))) {
+      ADD_FAILURE() << *line;
+      return 0;
+    }
+    server_key_ = *NodePublic::parse_any(m[2].str());
+    line_ = *line;
+    return static_cast<uint16_t>(std::stoi(m[1].str()));
+  }
+  std::unique_ptr<Client> client(uint16_t port, NodePrivate key = NodePrivate::generate()) {
+    ClientOptions o;
+    o.private_key = key;
+    o.server_url = "http://127.0.0.1:" + std::to_string(port) + "/derp";
+    o.connect_timeout = 5s;
+    auto c = Client::create(std::move(o));
+    EXPECT_TRUE(c.ok());
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Process> proc_;
+  NodePublic server_key_;
+  std::string line_;
+};
+
+TEST_F(ServeBinary, AllowKeysFileIsEnforcedAndReloadedOnSighup) {
+  const NodePrivate a = NodePrivate::generate(), b = NodePrivate::generate();
+  const std::string file = dir_ + "/allow.txt";
+  std::ofstream(file) << "# only A\n" << a.public_key().to_string() << "\n";
+  const uint16_t port = start({"-a", "127.0.0.1:0", "-stun=false", "--allow-keys", file});
+  ASSERT_NE(port, 0);
+  auto ca = client(port, a);
+  auto cb = client(port, b);
+  EXPECT_TRUE(ca->ping(5s).ok());
+  EXPECT_FALSE(cb->ping(3s).ok());
+  EXPECT_TRUE(proc_->wait_for_line("refused client " + b.public_key().to_string(), 5s))
+      << proc_->err();
+
+  std::ofstream(file) << b.public_key().to_string() << "  # now B\n";
+  proc_->signal(SIGHUP);
+  ASSERT_TRUE(proc_->wait_for_line("reloaded", 5s)) << proc_->err();
+  auto cb2 = client(port, b);
+  EXPECT_TRUE(cb2->ping(5s).ok());
+  proc_->signal(SIGTERM);
+  EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+}
+
+TEST_F(ServeBinary, SigtermSendsServerRestartingThenEof) {
+  const uint16_t port = start({"-a=127.0.0.1:0", "-stun=false", "-restart-reconnect-in", "250ms",
+                               "-restart-try-for", "1m"});
+  ASSERT_NE(port, 0);
+  auto c = client(port);
+  ASSERT_TRUE(c->ping(5s).ok());
+  proc_->signal(SIGTERM);
+  auto r = next_of<ServerRestartingMessage>(*c);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reconnect_in, 250ms);
+  EXPECT_EQ(r->try_for, 60000ms);
+  // Then the connection ends.
+  bool ended = false;
+  for (int i = 0; i < 8 && !ended; ++i) ended = !c->recv(5s).ok();
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+}
+
+TEST_F(ServeBinary, TakesDerperFlagsWithOneDash) {
+  const uint16_t port =
+      start({"-a", "127.0.0.1:0", "-stun=false", "-verify-client-url-fail-open=false",
+             "-accept-connection-limit", "100", "-accept-connection-burst=10",
+             "-tcp-keepalive-time", "5m", "-tcp-user-timeout=10s", "-tcp-write-timeout", "3s",
+             "-bootstrap-dns-names", "localhost"});
+  ASSERT_NE(port, 0);
+  EXPECT_EQ(line_.find(" stun "), std::string::npos) << line_;  // -stun=false honoured
+  auto c = client(port);
+  EXPECT_TRUE(c->ping(5s).ok());
+  proc_->signal(SIGINT);
+  EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+}
+
+TEST_F(ServeBinary, UnsupportedDerperFlagIsRefusedByName) {
+  for (const char* flag : {"-dev", "--verify-clients", "-home=blank", "-rate-config"}) {
+    auto r = run_tool("derp-serve", {"-c", dir_ + "/derper.key", flag});
+    EXPECT_EQ(r.exit_code, 2) << flag;
+    std::string name = flag;
+    name = name.substr(name.find_first_not_of('-'));
+    name = name.substr(0, name.find('='));
+    EXPECT_NE(r.err.find("derper flag -" + name + " is not supported"), std::string::npos)
+        << r.err;
+  }
+  auto r = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--fault", "explode"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown fault"), std::string::npos) << r.err;
+}
+
+// ---- Restart, health, faults (in-process)
+
+TEST(RelayFaults, GracefulStopSendsRestartingThenEof) {
+  ServerOptions o;
+  o.restart_reconnect_in = 2s;
+  o.restart_try_for = 20s;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c->ping(5s).ok());
+  relay->graceful_stop();
+  auto r = next_of<ServerRestartingMessage>(*c);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reconnect_in, 2000ms);
+  EXPECT_EQ(r->try_for, 20000ms);
+}
+
+TEST(RelayFaults, HealthGoesToEveryoneAndToLaterClients) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto c1 = client_for(*relay);
+  ASSERT_TRUE(c1->ping(5s).ok());
+  auto done = relay->apply_fault("health=relay overloaded");
+  ASSERT_TRUE(done) << done.error().message;
+  auto h = next_of<HealthMessage>(*c1);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->problem, "relay overloaded");
+  auto c2 = client_for(*relay);
+  auto h2 = next_of<HealthMessage>(*c2);
+  ASSERT_TRUE(h2);
+  EXPECT_EQ(h2->problem, "relay overloaded");
+  relay->set_health("");
+  auto cleared = next_of<HealthMessage>(*c1);
+  ASSERT_TRUE(cleared);
+  EXPECT_EQ(cleared->problem, "");
+}
+
+TEST(RelayFaults, RestartFaultSendsServerRestarting) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c->ping(5s).ok());
+  ASSERT_TRUE(relay->apply_fault("restart=0ms,5s"));
+  auto r = next_of<ServerRestartingMessage>(*c);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reconnect_in, 0ms);
+  EXPECT_EQ(r->try_for, 5000ms);
+  EXPECT_TRUE(c->ping(5s).ok());  // the fault only advises; the connection stays
+}
+
+TEST(RelayFaults, DropPercentDropsAndClearStops) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto a = client_for(*relay);
+  auto b = client_for(*relay);
+  ASSERT_TRUE(b->connect().ok());
+  ASSERT_TRUE(relay->apply_fault("drop=100"));
+  const std::vector<uint8_t> lost = {1}, kept = {2};
+  ASSERT_TRUE(a->send(b->self_public_key(), lost).ok());
+  EXPECT_TRUE(wait_counter(*relay, "packets_dropped_reason_fault_injected", 1));
+  ASSERT_TRUE(relay->apply_fault("clear"));
+  ASSERT_TRUE(a->send(b->self_public_key(), kept).ok());
+  auto p = next_of<ReceivedPacket>(*b);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->data, kept);  // the dropped one never came
+
+  // 50%: about half of 400 packets get through (generous bounds).
+  ASSERT_TRUE(relay->apply_fault("drop=50"));
+  const int64_t before = counter(*relay, "packets_dropped_reason_fault_injected");
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(a->send(b->self_public_key(), lost).ok());
+  ASSERT_TRUE(a->ping(5s).ok());  // the relay has read all 400
+  const int64_t dropped = counter(*relay, "packets_dropped_reason_fault_injected") - before;
+  EXPECT_GT(dropped, 100);
+  EXPECT_LT(dropped, 300);
+}
+
+TEST(RelayFaults, LatencyDelaysEveryWrite) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c->ping(5s).ok());
+  ASSERT_TRUE(relay->apply_fault("latency=300ms"));
+  auto rtt = c->ping(5s);
+  ASSERT_TRUE(rtt.ok());
+  EXPECT_GE(*rtt, 300ms);  // a floor the relay's timer guarantees, not a speed goal
+  ASSERT_TRUE(relay->apply_fault("latency=0"));
+  std::printf("[ figures ] ping RTT with latency=300ms: %.1f ms\n",
+              std::chrono::duration<double, std::milli>(*rtt).count());
+}
+
+TEST(RelayFaults, CloseFaultEndsThatPeersConnection) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto victim = client_for(*relay);
+  auto other = client_for(*relay);
+  ASSERT_TRUE(victim->ping(5s).ok());
+  ASSERT_TRUE(other->ping(5s).ok());
+  const uint64_t gen = victim->generation();
+  ASSERT_TRUE(relay->apply_fault("close=" + victim->self_public_key().to_string()));
+  bool ended = false;
+  for (int i = 0; i < 8 && !ended; ++i) ended = !victim->recv(5s).ok();
+  EXPECT_TRUE(ended);
+  EXPECT_TRUE(other->ping(5s).ok());
+  EXPECT_GE(victim->generation(), gen);
+  auto unknown = relay->apply_fault("close=" + NodePrivate::generate().public_key().to_string());
+  EXPECT_FALSE(unknown);
+}
+
+TEST(RelayFaults, StallStopsReadingFromOneClientOnly) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto stalled = client_for(*relay);
+  auto other = client_for(*relay);
+  ASSERT_TRUE(stalled->ping(5s).ok());
+  ASSERT_TRUE(relay->apply_fault("stall=" + stalled->self_public_key().to_string()));
+  EXPECT_FALSE(stalled->ping(1500ms).ok());  // the relay no longer reads its Ping
+  EXPECT_TRUE(other->ping(5s).ok());
+}
+
+TEST(RelayFaults, ChurnDropsAsDupClientUntilTheClientSpeaks) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto a = client_for(*relay);
+  auto b = client_for(*relay);
+  ASSERT_TRUE(a->ping(5s).ok());
+  ASSERT_TRUE(b->ping(5s).ok());
+  ASSERT_TRUE(relay->apply_fault("churn=" + b->self_public_key().to_string()));
+  const std::vector<uint8_t> lost = {7}, kept = {8};
+  ASSERT_TRUE(a->send(b->self_public_key(), lost).ok());
+  EXPECT_TRUE(wait_counter(*relay, "packets_dropped_reason_dup_client", 1));
+  ASSERT_TRUE(b->ping(5s).ok());  // any frame from B makes it the active connection again
+  ASSERT_TRUE(a->send(b->self_public_key(), kept).ok());
+  auto p = next_of<ReceivedPacket>(*b);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->data, kept);
+}
+
+TEST(RelayFaults, AdminEndpointIsPostOnly) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c->ping(5s).ok());
+  const std::string res = http_get(
+      relay->port(), "POST /debug/fault?health=via%20http HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Length: 0\r\n\r\n");
+  EXPECT_EQ(res.rfind("HTTP/1.1 200", 0), 0u) << res;
+  auto h = next_of<HealthMessage>(*c);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->problem, "via http");
+  EXPECT_EQ(http_get(relay->port(), "GET /debug/fault?drop=5 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .rfind("HTTP/1.1 405", 0),
+            0u);
+  const std::string bad = http_get(
+      relay->port(), "POST /debug/fault?drop=500 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(bad.rfind("HTTP/1.1 400", 0), 0u) << bad;
+}
+
+// ---- Endpoints
+
+TEST(RelayEndpoints, StatusPageShowsVersionUptimeConnectionsAndThroughput) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto c = client_for(*relay);
+  ASSERT_TRUE(c->ping(5s).ok());
+  const std::string res = http_get(relay->port(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(res.rfind("HTTP/1.1 200", 0), 0u);
+  const std::string body = body_of(res);
+  EXPECT_NE(body.find("Tailscale"), std::string::npos);
+  EXPECT_NE(body.find("Version: libderp"), std::string::npos) << body;
+  EXPECT_NE(body.find("Uptime: "), std::string::npos);
+  EXPECT_NE(body.find("Connections: 1 "), std::string::npos) << body;
+  EXPECT_NE(body.find("bytes/s average"), std::string::npos);
+}
+
+TEST(RelayEndpoints, BootstrapDnsAnswersFromTheSystemResolver) {
+  ServerOptions o;
+  o.bootstrap_dns_names = {"localhost"};
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  for (const char* target : {"/bootstrap-dns", "/bootstrap-dns?q=localhost"}) {
+    const std::string res = http_get(
+        relay->port(), std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(res.rfind("HTTP/1.1 200", 0), 0u) << res;
+    EXPECT_NE(res.find("application/json"), std::string::npos);
+    auto j = nlohmann::json::parse(body_of(res), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << res;
+    ASSERT_TRUE(j.contains("localhost")) << res;
+    bool loopback = false;
+    for (const auto& ip : j["localhost"]) {
+      loopback |= ip == "127.0.0.1" || ip == "::1";
+    }
+    EXPECT_TRUE(loopback) << res;
+  }
+  const std::string other = http_get(
+      relay->port(), "GET /bootstrap-dns?q=nothing.invalid HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(other), "{}");
+}
+
+}  // namespace
+}  // namespace derp::test

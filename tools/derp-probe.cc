@@ -271,6 +271,7 @@ int main(int argc, char** argv) {
   std::string interval_text = "30s";
   int warn_days = 14;
   bool no_mesh = false;
+  int captive_port = 80;
   std::string ca_file;
   cli.app().add_option("--derp-map", maps,
                        "DERP map file or http(s) URL (repeatable; default: Tailscale's public "
@@ -289,6 +290,11 @@ int main(int argc, char** argv) {
   cli.app().add_option("--cert-warn-days", warn_days,
                        "Prober: fail the tls check when the certificate expires sooner")
       ->default_str("14");
+  cli.app().add_option("--captive-port", captive_port,
+                       "Port of the captive-portal check's http://<IPv4>/generate_204 "
+                       "(run when no UDP answer came)")
+      ->default_str("80")
+      ->check(CLI::Range(1, 65535));
   cli.app().add_flag("--no-sendrecv", no_mesh, "Prober: skip the send/recv pair checks");
   std::string lint_map;
   bool lint_active = false;
@@ -350,6 +356,7 @@ int main(int argc, char** argv) {
   o.timeout = cli.timeout();
   o.stun_timeout = std::min(o.timeout, std::chrono::milliseconds(3000));
   o.ca_file = ca_file;
+  o.captive_port = static_cast<uint16_t>(captive_port);
   std::optional<Report> previous;
   if (!previous_path.empty()) {
     auto p = read_previous(previous_path);

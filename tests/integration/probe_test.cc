@@ -268,6 +268,26 @@ TEST_F(Probe, NoUdpAtAllUsesHttpsLatencyForTheHome) {
   }
 }
 
+TEST_F(Probe, NoUdpRunsTheCaptivePortalCheck) {
+  SilentUdp a, b, c;
+  auto map = write_map(map_json({{900, a.port()}, {901, b.port()}, {902, c.port()}}));
+  CannedHttp portal("HTTP/1.1 302 Found\r\nLocation: http://portal.invalid/\r\n\r\n");
+  auto res = run_tool("derp-probe", {"--derp-map", map, "--json", "--timeout", "4s",
+                                     "--captive-port", std::to_string(portal.port())});
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  EXPECT_EQ(last_json(res.out).at("report").at("captive_portal"), true);
+  EXPECT_GT(portal.requests(), 0);
+  // The relay itself answers the challenge: no portal.
+  auto clean = run_tool("derp-probe", {"--derp-map", map, "--json", "--timeout", "4s",
+                                       "--captive-port", std::to_string(regions_[0].relay->port())});
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(last_json(clean.out).at("report").at("captive_portal"), false);
+  // UDP works: the check is not run (unknown), as in Go.
+  auto udp = run_tool("derp-probe", {"--derp-map", write_map(map_json(), "ok.json"), "--json",
+                                     "--captive-port", std::to_string(portal.port())});
+  EXPECT_TRUE(last_json(udp.out).at("report").at("captive_portal").is_null());
+}
+
 TEST_F(Probe, NothingAnswersExitsOne) {
   SilentUdp a;
   regions_.resize(1);

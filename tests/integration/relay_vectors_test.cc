@@ -266,9 +266,17 @@ TEST(RelayVectors, HttpEndpointsAnswerAsRecordedOrAsCurrentDerper) {
       // Not a route in the captured v1.36 derper (home page); current derper: like the probe.
       want = "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 0\r\n\r\n";
     } else if (req.rfind("GET / ", 0) == 0) {
-      // We serve no /debug/, so the home page has no debug link line.
-      want = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " +
-             std::to_string(home_body.size()) + "\r\n\r\n" + home_body;
+      // derper's home text first, then our status section (docs/CLI.md, derp-serve "/").
+      RawConn raw(s->port());
+      ASSERT_TRUE(raw.write(req));
+      auto got = raw.read_http_response();
+      ASSERT_TRUE(got.has_value());
+      const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n";
+      EXPECT_EQ(without_date(*got).rfind(head, 0), 0u) << *got;
+      const std::string body = got->substr(got->find("\r\n\r\n") + 4);
+      EXPECT_EQ(body.rfind(home_body, 0), 0u) << body;
+      EXPECT_NE(body.find("<h2>Status</h2>"), std::string::npos) << body;
+      continue;
     } else if (req.rfind("GET /generate_204 ", 0) == 0) {
       // PROTOCOL.md §6.5: the current derper adds Cache-Control to every 204.
       want.insert(want.find("\r\n") + 2,

@@ -84,7 +84,8 @@ std::string failure_hint(const Error& error) {
     case ErrorKind::kTls:
       return tls_hint(error);
     case ErrorKind::kProtocol:
-      if (contains(error.message, "is not the expected")) {
+      if (contains(error.message, "is not the expected") ||
+          contains(error.message, "server key mismatch")) {
         return "the relay's key differs from --server-key: check the pin (derp-serve prints "
                "its key)";
       }

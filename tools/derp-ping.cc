@@ -1,13 +1,21 @@
-// derp-ping: DERP Ping/Pong round trips to a relay, printed like ping(8).
-//   derp-ping SERVER [--count N] [--interval 1s] [--timeout 5s] [--json]
-// Exit 0 when every ping was answered, 1 when some were lost, the layered code (3..9) when the
-// connection could not be made.
+// derp-ping: round trips to a relay, printed like ping(8).
+//   derp-ping SERVER [--count N] [--interval 1s] [--timeout 5s] [--json] [--assert EXPR]
+//   derp-ping SERVER --peer nodekey:HEX [--size 64] ...
+// Without --peer it times DERP Ping/Pong frames with the relay itself. With --peer it sends
+// sequenced, timestamped packets THROUGH the relay to a peer running `derp-recv --echo` and
+// times the echoes. Exit 0 when every probe was answered (or, with --assert, when every
+// assertion holds), 1 when some were lost (or an assertion failed), 2 for bad flags, the layered
+// code (3..9) when the connection could not be made.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <map>
+#include <random>
 #include <thread>
 
+#include "common/assert.h"
 #include "common/cli.h"
 #include "common/client_setup.h"
 #include "common/duration.h"
@@ -16,12 +24,93 @@
 
 namespace {
 
-double percentile(std::vector<double> sorted, double p) {
+using Clock = std::chrono::steady_clock;
+
+// Probe payload (--peer): magic, run id, sequence, send time; the rest is padding to --size.
+constexpr char kMagic[8] = {'d', 'e', 'r', 'p', 'p', 'i', 'n', 'g'};
+constexpr size_t kProbeHeader = 32;
+
+void put_u64(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
   // Nearest rank: the smallest value with at least p% of samples at or below it.
   size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
   return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
 }
+
+const std::vector<derp::tools::MetricSpec>& ping_metrics() {
+  using derp::tools::MetricKind;
+  static const std::vector<derp::tools::MetricSpec> kMetrics = {
+      {"sent", MetricKind::kCount, false},   {"received", MetricKind::kCount, false},
+      {"loss", MetricKind::kPercent, false}, {"min", MetricKind::kDuration, false},
+      {"avg", MetricKind::kDuration, false}, {"max", MetricKind::kDuration, false},
+      {"p50", MetricKind::kDuration, false}, {"p90", MetricKind::kDuration, false},
+      {"p99", MetricKind::kDuration, false}, {"jitter", MetricKind::kDuration, false},
+  };
+  return kMetrics;
+}
+
+// One echo probe through the relay: send, then wait for our own packet to come back.
+struct PeerProber {
+  derp::Client& client;
+  derp::NodePublic peer;
+  size_t size;
+  uint64_t run_id;
+  bool peer_gone = false;  // the relay said the peer is not connected
+  int64_t stray = 0;       // late echoes and unrelated packets
+
+  derp::Result<std::chrono::nanoseconds> probe(uint64_t seq, std::chrono::milliseconds timeout) {
+    using namespace derp;
+    std::vector<uint8_t> payload(size, 0);
+    std::memcpy(payload.data(), kMagic, sizeof kMagic);
+    put_u64(payload.data() + 8, run_id);
+    put_u64(payload.data() + 16, seq);
+    const auto start = Clock::now();
+    put_u64(payload.data() + 24, static_cast<uint64_t>(start.time_since_epoch().count()));
+    for (size_t i = kProbeHeader; i < size; ++i) payload[i] = static_cast<uint8_t>(i);
+    if (auto sent = client.send(peer, payload); !sent) return sent.error();
+    const auto deadline = start + timeout;
+    for (;;) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) break;
+      auto m = client.recv(left);
+      if (!m) {
+        if (m.error().kind == ErrorKind::kTimeout) break;
+        return m.error();
+      }
+      if (auto* gone = std::get_if<PeerGoneMessage>(&*m); gone && gone->peer == peer) {
+        peer_gone = true;
+        return Error(ErrorKind::kTimeout,
+                     "peer " + peer.to_string() + " is not connected to this relay");
+      }
+      auto* pkt = std::get_if<ReceivedPacket>(&*m);
+      if (!pkt) continue;
+      const auto now = Clock::now();
+      const auto& d = pkt->data;
+      if (pkt->src != peer || d.size() != size || std::memcmp(d.data(), kMagic, 8) != 0 ||
+          get_u64(d.data() + 8) != run_id || get_u64(d.data() + 16) != seq) {
+        ++stray;
+        continue;
+      }
+      peer_gone = false;
+      const auto sent_at = Clock::time_point(Clock::duration(get_u64(d.data() + 24)));
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent_at);
+    }
+    return Error(ErrorKind::kTimeout, "no echo within " + derp::tools::format_duration(timeout));
+  }
+};
 
 }  // namespace
 
@@ -29,45 +118,88 @@ int main(int argc, char** argv) {
   using namespace derp;
   using namespace derp::tools;
 
-  ToolCli cli("derp-ping", "Measure DERP Ping/Pong round trips to a relay");
+  ToolCli cli("derp-ping", "Measure round trips to a relay (Ping/Pong) or through it to a peer");
   cli.add_server();
   cli.add_server_key();
   cli.add_key_file("Our key (derper's JSON key file); default: a fresh ephemeral key");
   cli.add_json();
-  cli.add_timeout("5s", "Wait this long for each pong (and for the connect)");
+  cli.add_timeout("5s", "Wait this long for each pong or echo (and for the connect)");
   int64_t count = 4;
   std::string interval_text = "1s";
+  std::string peer_text;
+  size_t size = 64;
+  std::vector<std::string> assert_texts;
   cli.app().add_option("--count,-c", count, "Number of pings")->check(CLI::PositiveNumber);
   cli.app().add_option("--interval,-i", interval_text, "Time between pings")->default_str("1s");
+  cli.app().add_option("--peer", peer_text,
+                       "Measure the round trip through the relay to this peer (nodekey:HEX), "
+                       "which must run `derp-recv --echo` on the same relay");
+  auto* size_opt = cli.app()
+                       .add_option("--size,-s", size, "--peer: packet size in bytes (32..65536)")
+                       ->check(CLI::Range(kProbeHeader, kMaxPacketSize))
+                       ->capture_default_str();
+  cli.app()
+      .add_option("--assert", assert_texts,
+                  "CI gate, e.g. 'loss==0,p99<5ms' (repeatable; all must hold). Metrics: " +
+                      describe_metrics(ping_metrics()))
+      ->allow_extra_args(false);  // one EXPR per --assert: SERVER may follow it
   if (auto code = cli.parse(argc, argv)) return *code;
   auto interval = parse_duration(interval_text);
   if (!interval) return cli.fail(interval.error().wrap("--interval"));
+  std::optional<NodePublic> peer;
+  if (!peer_text.empty()) {
+    auto p = NodePublic::parse_any(peer_text);
+    if (!p) return cli.fail(p.error().wrap("--peer"));
+    peer = *p;
+  } else if (size_opt->count() > 0) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--size needs --peer (DERP Ping frames to the relay are 8 bytes)"));
+  }
+  std::vector<Assertion> asserts;
+  if (!assert_texts.empty()) {
+    auto a = parse_asserts(std::span<const std::string>(assert_texts), ping_metrics());
+    if (!a) return cli.fail(a.error());
+    asserts = std::move(*a);
+  }
 
   auto tc = make_client(cli, /*connect=*/true);
   if (!tc) return cli.fail(tc.error());
   Client& c = *tc->client;
 
   const std::string where = c.server_url();
+  const std::string target = peer ? peer->to_string() : where;
   if (!cli.json()) {
-    std::cout << "PING " << where << " (" << c.server_public_key().to_string() << ")\n"
-              << std::flush;
+    if (peer) {
+      std::cout << "PING " << target << " via " << where << " (" << size << " bytes)\n";
+    } else {
+      std::cout << "PING " << where << " (" << c.server_public_key().to_string() << ")\n";
+    }
+    std::cout << std::flush;
   }
+  std::random_device rd;
+  PeerProber prober{c, peer.value_or(NodePublic{}), size,
+                    (static_cast<uint64_t>(rd()) << 32) | rd()};
   std::vector<double> rtts;
   int64_t sent = 0;
   std::optional<Error> last_error;
   for (int64_t seq = 1; seq <= count; ++seq) {
     if (seq > 1) std::this_thread::sleep_for(*interval);  // pacing, not waiting for an event
     ++sent;
-    auto rtt = c.ping(cli.timeout());
+    auto rtt =
+        peer ? prober.probe(static_cast<uint64_t>(seq), cli.timeout()) : c.ping(cli.timeout());
     if (!rtt) {
       last_error = rtt.error();
-      if (!cli.json()) std::cout << "no pong seq=" << seq << ": " << rtt.error().message << "\n";
+      if (!cli.json()) {
+        std::cout << "no " << (peer ? "echo" : "pong") << " seq=" << seq << ": "
+                  << rtt.error().message << "\n"
+                  << std::flush;
+      }
       continue;
     }
     double ms = static_cast<double>(rtt->count()) / 1e6;
     rtts.push_back(ms);
     if (!cli.json()) {
-      std::printf("pong from %s seq=%lld time=%.3f ms\n", where.c_str(),
+      std::printf("%s from %s seq=%lld time=%.3f ms\n", peer ? "echo" : "pong", target.c_str(),
                   static_cast<long long>(seq), ms);
       std::fflush(stdout);
     }
@@ -79,35 +211,85 @@ int main(int argc, char** argv) {
   std::sort(sorted.begin(), sorted.end());
   double sum = 0;
   for (double r : rtts) sum += r;
-  const double min = sorted.empty() ? 0 : sorted.front();
-  const double max = sorted.empty() ? 0 : sorted.back();
-  const double avg = sorted.empty() ? 0 : sum / static_cast<double>(sorted.size());
+  // Jitter: the mean absolute difference between consecutive round trips.
+  double jitter_sum = 0;
+  for (size_t i = 1; i < rtts.size(); ++i) jitter_sum += std::fabs(rtts[i] - rtts[i - 1]);
+  const bool have = !sorted.empty();
+  std::map<std::string, std::optional<double>, std::less<>> metrics = {
+      {"sent", static_cast<double>(sent)},
+      {"received", static_cast<double>(received)},
+      {"loss", loss},
+      {"min", have ? std::optional<double>(sorted.front()) : std::nullopt},
+      {"avg",
+       have ? std::optional<double>(sum / static_cast<double>(sorted.size())) : std::nullopt},
+      {"max", have ? std::optional<double>(sorted.back()) : std::nullopt},
+      {"p50", have ? std::optional<double>(percentile(sorted, 50)) : std::nullopt},
+      {"p90", have ? std::optional<double>(percentile(sorted, 90)) : std::nullopt},
+      {"p99", have ? std::optional<double>(percentile(sorted, 99)) : std::nullopt},
+      {"jitter", rtts.size() >= 2
+                     ? std::optional<double>(jitter_sum / static_cast<double>(rtts.size() - 1))
+                     : std::nullopt},
+  };
+  auto metric = [&](const char* name) { return metrics.at(name).value_or(0); };
   const bool all = received == sent;
+  AssertReport report = evaluate_asserts(
+      asserts, [&](std::string_view name, std::string_view) -> std::optional<double> {
+        auto it = metrics.find(name);
+        return it == metrics.end() ? std::nullopt : it->second;
+      });
+  const std::vector<std::string> violations = report.failures();
+  // With --assert the assertions decide (a tolerated loss is the caller's call); without, any
+  // lost probe fails the run.
+  const bool ok = asserts.empty() ? all : report.ok();
+
+  std::string why;
+  if (!violations.empty()) {
+    why = violations.front();
+    for (size_t i = 1; i < violations.size(); ++i) why += "; " + violations[i];
+  } else if (!ok) {
+    why = std::to_string(sent - received) + " of " + std::to_string(sent) + " " +
+          (peer ? "echoes" : "pongs") + " lost";
+    if (last_error) why += " (last: " + last_error->message + ")";
+  }
+  std::string hint;
+  if (peer && prober.peer_gone && received == 0) {
+    hint = "run `derp-recv --echo` with that key on the same relay";
+  }
 
   if (cli.json()) {
-    nlohmann::json j =
-        all ? json_ok() : json_error(last_error.value_or(Error(ErrorKind::kTimeout, "pings lost")));
+    nlohmann::json j = ok ? json_ok() : json_check_failed(why);
+    if (!ok && !hint.empty()) j["error"]["hint"] = hint;
     j["server"] = where;
     j["server_key"] = c.server_public_key().to_string();
+    if (peer) {
+      j["peer"] = peer->to_string();
+      j["size"] = size;
+    }
     j["sent"] = sent;
     j["received"] = received;
     j["loss"] = loss;
-    j["rtt_ms"] = {{"min", min},
-                   {"avg", avg},
-                   {"max", max},
-                   {"p50", percentile(sorted, 50)},
-                   {"p99", percentile(sorted, 99)}};
+    j["rtt_ms"] = {{"min", metric("min")},      {"avg", metric("avg")}, {"max", metric("max")},
+                   {"p50", metric("p50")},      {"p90", metric("p90")}, {"p99", metric("p99")},
+                   {"jitter", metric("jitter")}};
     j["samples_ms"] = rtts;
+    if (!asserts.empty()) j["asserts"] = report.to_json();
     print_json_line(j);
   } else {
-    std::printf("--- %s ping statistics ---\n", where.c_str());
+    std::printf("--- %s ping statistics ---\n", target.c_str());
     std::printf("%lld sent, %lld received, %.1f%% loss\n", static_cast<long long>(sent),
                 static_cast<long long>(received), loss);
     if (received > 0) {
-      std::printf("rtt min/avg/max/p50/p99 = %.3f/%.3f/%.3f/%.3f/%.3f ms\n", min, avg, max,
-                  percentile(sorted, 50), percentile(sorted, 99));
+      std::printf("rtt min/avg/max/p50/p90/p99/jitter = %.3f/%.3f/%.3f/%.3f/%.3f/%.3f/%.3f ms\n",
+                  metric("min"), metric("avg"), metric("max"), metric("p50"), metric("p90"),
+                  metric("p99"), metric("jitter"));
     }
+    std::fflush(stdout);
   }
+  for (const auto& v : violations) std::cerr << "derp-ping: " << v << "\n";
+  if (!ok && violations.empty()) {
+    cli.note(why + (hint.empty() ? "" : " (hint: " + hint + ")"));
+  }
+  std::cerr << std::flush;
   c.close();
-  return all ? kExitOk : kExitCheckFailed;
+  return ok ? kExitOk : kExitCheckFailed;
 }

@@ -3,6 +3,8 @@
 // Exit 0 after N packets (or, with --count 0, at the timeout); 8 when the timeout comes first.
 // The timeout counts from "ready" for the whole run. Prints a "ready" line on stderr (or a JSON
 // line with "event": "ready") once connected, so scripts know when to send.
+// --echo makes it the far end of `derp-ping --peer`: every packet goes back to its source, and
+// unless --count/--timeout are given it serves until SIGINT/SIGTERM.
 #include <csignal>
 #include <iostream>
 
@@ -36,6 +38,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   cli.app().add_flag("--echo", echo, "Send every packet back to its source");
   if (auto code = cli.parse(argc, argv)) return *code;
+  // An echo responder serves until stopped unless told otherwise.
+  const bool forever = echo && cli.app().count("--timeout") == 0;
+  if (echo && cli.app().count("--count") == 0) count = 0;
 
   auto tc = make_client(cli, /*connect=*/true);
   if (!tc) return cli.fail(tc.error());
@@ -61,7 +66,9 @@ int main(int argc, char** argv) {
   int64_t got = 0;
   while (count == 0 || got < count) {
     if (g_interrupted) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left =
+        forever ? std::chrono::milliseconds(200)
+                : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;
     // Short waits so an interrupt is noticed promptly.
     auto m = c.recv(std::min(left, std::chrono::milliseconds(200)));

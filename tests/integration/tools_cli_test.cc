@@ -166,7 +166,7 @@ TEST_F(Tools, PingPrintsRttLinesAndSummary) {
   auto begin = std::sregex_iterator(r.out.begin(), r.out.end(), pong);
   EXPECT_EQ(std::distance(begin, std::sregex_iterator()), 3) << r.out;
   EXPECT_NE(r.out.find("3 sent, 3 received, 0.0% loss"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("rtt min/avg/max/p50/p99 = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rtt min/avg/max/p50/p90/p99/jitter = "), std::string::npos) << r.out;
 }
 
 TEST_F(Tools, PingJsonHasDocumentedFields) {

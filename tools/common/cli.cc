@@ -110,7 +110,11 @@ Result<NodePrivate> ToolCli::load_key(bool* ephemeral) const {
 }
 
 int ToolCli::fail(const Error& error) const {
-  std::cerr << name_ << ": " << error.message << "\n" << std::flush;
+  // Still one line: the hint, when there is one, follows the message.
+  std::string hint = failure_hint(error);
+  std::cerr << name_ << ": " << error.message << (hint.empty() ? "" : " (hint: " + hint + ")")
+            << "\n"
+            << std::flush;
   if (json_) print_json_line(json_error(error));
   return exit_code_for(error.kind);
 }

@@ -50,7 +50,8 @@ class ToolCli {
   // The key from --key-file, or a fresh ephemeral one when the flag was not given.
   Result<NodePrivate> load_key(bool* ephemeral) const;
 
-  // One line "<tool>: <message>" on stderr; with --json also json_error() on stdout.
+  // One line "<tool>: <message> (hint: ...)" on stderr (the hint from failure_hint(), when
+  // there is one); with --json also json_error() on stdout.
   // Returns exit_code_for(error.kind).
   int fail(const Error& error) const;
   // "<tool>: <line>" on stderr, flushed (progress and "ready" lines).

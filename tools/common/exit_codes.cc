@@ -29,4 +29,70 @@ int exit_code_for(ErrorKind kind) {
   return kExitInternal;
 }
 
+namespace {
+
+bool contains(const std::string& s, std::string_view what) {
+  return s.find(what) != std::string::npos;
+}
+
+std::string http_hint(int status) {
+  if (status == 404) return "no DERP at this path: check the URL (a relay serves /derp)";
+  // derper answers 426 to a request that arrived without Upgrade: DERP; a 2xx/3xx means whatever
+  // answered never saw the upgrade. Either way a proxy in between dropped the header.
+  if (status == 426 || (status >= 200 && status < 400)) {
+    return "the server answered without switching protocols: a proxy stripped Upgrade: DERP: "
+           "try --websocket";
+  }
+  if (status == 403) return "the relay refused this client (is it restricted to known nodes?)";
+  if (status == 502 || status == 503 || status == 504) {
+    return "a proxy or load balancer could not reach the relay";
+  }
+  return "";
+}
+
+std::string tls_hint(const Error& e) {
+  const std::string& r = e.tls_reason;
+  if (contains(r, "expired"))
+    return "the relay's certificate has expired: renew it (or check the clock)";
+  if (contains(r, "not yet valid"))
+    return "the relay's certificate is not valid yet: check the clock";
+  if (contains(r, "self-signed") || contains(r, "self signed") ||
+      contains(r, "unable to get local issuer")) {
+    return "the certificate is not from a trusted CA: pass --ca-file with its CA, or pin it "
+           "with --cert-name sha256-raw:HEX";
+  }
+  if (contains(r, "mismatch") || contains(r, "not valid for")) {
+    return "the certificate is for another name: check the URL's host, or name the expected "
+           "one with --cert-name";
+  }
+  if (contains(e.message, "is it speaking TLS"))
+    return "if the relay serves plain HTTP, use http://";
+  if (contains(e.message, "wrong version number") ||
+      contains(e.message, "packet length too long")) {
+    return "the server does not speak TLS here: if it serves plain HTTP, use http://";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string failure_hint(const Error& error) {
+  if (!error.hint.empty()) return error.hint;
+  switch (error.kind) {
+    case ErrorKind::kHttp:
+      return http_hint(error.http_status);
+    case ErrorKind::kTls:
+      return tls_hint(error);
+    case ErrorKind::kProtocol:
+      if (contains(error.message, "is not the expected") ||
+          contains(error.message, "server key mismatch")) {
+        return "the relay's key differs from --server-key: check the pin (derp-serve prints "
+               "its key)";
+      }
+      return "";
+    default:
+      return "";
+  }
+}
+
 }  // namespace derp::tools

@@ -1,25 +1,36 @@
 // The one exit-code table shared by every derp-* tool. docs/CLI.md documents it; keep in step.
 #pragma once
 
+#include <string>
+
 #include "derp/result.h"
 
 namespace derp::tools {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitCheckFailed = 1,   // the tool ran, but what it checked failed (lost pings, --assert)
-  kExitUsage = 2,         // bad flag, argument, key or config file
+  kExitCheckFailed = 1,  // the tool ran, but what it checked failed (lost pings, --assert)
+  kExitUsage = 2,        // bad flag, argument, key or config file
   kExitDns = 3,
-  kExitConnect = 4,       // TCP connect failed
+  kExitConnect = 4,  // TCP connect failed
   kExitTls = 5,
-  kExitHttp = 6,          // HTTP error status, upgrade refused, malformed HTTP
-  kExitProtocol = 7,      // DERP handshake or protocol violation (incl. server-key mismatch)
+  kExitHttp = 6,      // HTTP error status, upgrade refused, malformed HTTP
+  kExitProtocol = 7,  // DERP handshake or protocol violation (incl. server-key mismatch)
   kExitTimeout = 8,
-  kExitIo = 9,            // an established connection broke
+  kExitIo = 9,  // an established connection broke
   kExitInternal = 10,
 };
 
 // The exit code for a library error kind.
 int exit_code_for(ErrorKind kind);
+
+// The "layer" of a check failure (exit 1) in --json: what the tool measured was not good enough
+// (lost pings, a violated --assert). Not a library ErrorKind: the library never fails that way.
+inline constexpr const char* kCheckLayer = "check";
+
+// What the user might try, shown with a failure ("" when there is nothing useful to say):
+// error.hint when the library set one, else one derived from the layer and its detail (HTTP
+// status, TLS verification reason).
+std::string failure_hint(const Error& error);
 
 }  // namespace derp::tools

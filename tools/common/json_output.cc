@@ -3,14 +3,24 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/exit_codes.h"
+
 namespace derp::tools {
 
 nlohmann::json json_ok() { return {{"schema", kJsonSchema}, {"ok", true}}; }
 
 nlohmann::json json_error(const Error& error) {
+  nlohmann::json e = {{"layer", error_kind_name(error.kind)}, {"message", error.message}};
+  if (std::string hint = failure_hint(error); !hint.empty()) e["hint"] = std::move(hint);
+  if (error.http_status != 0) e["http_status"] = error.http_status;
+  if (!error.tls_reason.empty()) e["tls_reason"] = error.tls_reason;
+  return {{"schema", kJsonSchema}, {"ok", false}, {"error", std::move(e)}};
+}
+
+nlohmann::json json_check_failed(const std::string& message) {
   return {{"schema", kJsonSchema},
           {"ok", false},
-          {"error", {{"layer", error_kind_name(error.kind)}, {"message", error.message}}}};
+          {"error", {{"layer", kCheckLayer}, {"message", message}}}};
 }
 
 void print_json_line(const nlohmann::json& object) {

@@ -12,8 +12,11 @@ inline constexpr int kJsonSchema = 1;
 
 // {"schema":1,"ok":true}
 nlohmann::json json_ok();
-// {"schema":1,"ok":false,"error":{"layer":"connect","message":"..."}}
+// {"schema":1,"ok":false,"error":{"layer":"connect","message":"..."}}, plus in "error" when
+// known: "hint" (failure_hint()), "http_status" (kHttp), "tls_reason" (kTls verification).
 nlohmann::json json_error(const Error& error);
+// A check failure (exit 1): {"schema":1,"ok":false,"error":{"layer":"check","message":"..."}}.
+nlohmann::json json_check_failed(const std::string& message);
 // Writes one compact line to stdout and flushes (readers may be waiting on it).
 void print_json_line(const nlohmann::json& object);
 

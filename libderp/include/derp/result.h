@@ -32,6 +32,10 @@ struct Error {
   ErrorKind kind = ErrorKind::kInternal;
   std::string message;    // one line: what failed and where
   std::error_code cause;  // the system/Asio error behind it, if any
+  // Structured detail for tools and --json; empty/0 when the failure has none.
+  int http_status = 0;     // kHttp: the status the server answered instead of 101
+  std::string tls_reason;  // kTls: why verification failed ("certificate has expired", ...)
+  std::string hint;        // what the caller might try, when the library knows better
 
   Error() = default;
   Error(ErrorKind k, std::string msg, std::error_code ec = {})

@@ -28,6 +28,14 @@ std::string first_line(std::string_view body) {
   return line;
 }
 
+// The kHttp error for a non-101 answer, with its status (built outside the coroutine: GCC 12
+// warns about an Error local in the coroutine frame).
+Error refused_error(unsigned status, const std::string& where, const std::string& text) {
+  Error e(ErrorKind::kHttp, "HTTP " + std::to_string(status) + " from " + where + ": " + text);
+  e.http_status = static_cast<int>(status);
+  return e;
+}
+
 }  // namespace
 
 std::string build_upgrade_request(const DerpUrl& url, std::string_view user_agent,
@@ -127,8 +135,7 @@ asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, cons
   deadline.on_expiry(nullptr);
   std::string text = first_line(body.get().body());
   if (text.empty()) text = reason.empty() ? "upgrade refused" : reason;
-  co_return Error(ErrorKind::kHttp,
-                  "HTTP " + std::to_string(status) + " from " + where + ": " + text);
+  co_return refused_error(status, where, text);
 }
 
 }  // namespace derp::net

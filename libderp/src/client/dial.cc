@@ -1,9 +1,5 @@
 #include "client/dial.h"
 
-// GCC 12 false positive: Asio's awaitable frames come from aligned_alloc and go back through the
-// frame's own operator delete, which frees them correctly; inlining makes GCC see a mismatch.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -45,7 +45,7 @@ std::string quantiles_text(const Histogram& h) {
 
 int main(int argc, char** argv) {
   ToolCli cli("derp-bench", "Benchmark a DERP relay: throughput, latency, memory, connection rate");
-  cli.add_server();
+  cli.add_server(/*required=*/false);  // --raw takes none
   cli.app().get_option("SERVER")->required(false);
   cli.add_server_key();
   cli.add_json();
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   int64_t pairs = 1, size = 1200, window = 32, threads = 1, idle = 0, storm = 0;
   int64_t concurrency = 64, server_pid = 0;
   std::string duration_text = "5s", warmup_text = "500ms", rate_text, ping_text;
-  bool raw = false, websocket = false, assert_flag = false;
+  bool raw = false, assert_flag = false;
   auto& app = cli.app();
   app.add_option("--pairs", pairs, "Sender → receiver client pairs")
       ->check(CLI::Range(int64_t{1}, int64_t{5000}));
@@ -88,15 +88,21 @@ int main(int argc, char** argv) {
                                "(the machine's ceiling; no SERVER)");
   idle_opt->excludes(storm_opt)->excludes(raw_opt);
   storm_opt->excludes(raw_opt);
-  app.add_flag("--websocket", websocket, "DERP over WebSocket (not supported yet)");
   app.add_flag("--assert", assert_flag,
                "Check the results against expectations (not supported yet)");
   if (auto code = cli.parse(argc, argv)) return *code;
 
-  if (websocket) {
+  // The shared client flags that derp-bench's own load engine does not implement yet.
+  if (cli.websocket()) {
     return cli.fail(Error(ErrorKind::kUsage,
-                          "--websocket is not supported yet: libderp's client has no WebSocket "
-                          "transport"));
+                          "--websocket is not supported yet by derp-bench's load engine"));
+  }
+  if (!cli.proxy().empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--proxy is not supported by derp-bench"));
+  }
+  if (!cli.derp_map().empty()) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--derp-map is not supported by derp-bench: give the node's URL"));
   }
   if (assert_flag) {
     return cli.fail(Error(ErrorKind::kUsage, "--assert is not supported yet by derp-bench"));

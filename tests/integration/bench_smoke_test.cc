@@ -132,6 +132,8 @@ TEST_F(BenchSmoke, RefusesWhatItCannotDo) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {url_, "--websocket"},
            {url_, "--assert"},
+           {url_, "--proxy", "http://127.0.0.1:1"},
+           {"--derp-map", "map.json", "--region", "1"},
            {"--raw", url_},
            {url_, "--size", "8"},
            {url_, "--rate", "fast"},

@@ -15,8 +15,9 @@ ToolCli::ToolCli(std::string name, std::string description)
                         "Print the version and exit");
 }
 
-void ToolCli::add_server() {
+void ToolCli::add_server(bool required) {
   has_server_ = true;
+  server_required_ = required;
   app_.add_option("SERVER", server_,
                   "DERP server URL: http(s)://host[:port][/derp] (or use --derp-map and --region)");
   app_.add_option("--derp-map", derp_map_,
@@ -78,7 +79,7 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
     std::string why;
     if (!server_.empty() && !derp_map_.empty()) {
       why = "give either SERVER or --derp-map, not both";
-    } else if (server_.empty() && derp_map_.empty()) {
+    } else if (server_.empty() && derp_map_.empty() && server_required_) {
       why = "SERVER is required (or --derp-map with --region)";
     } else if (!derp_map_.empty() && !has_region_) {
       why = "--derp-map needs --region ID";

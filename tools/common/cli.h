@@ -24,7 +24,8 @@ class ToolCli {
   // Positional SERVER: http(s)://host[:port][/derp], plus the TLS flags for https:// (--ca-file,
   // --insecure, --cert-name), which only a tool that dials a relay needs. Instead of SERVER,
   // --derp-map FILE|URL --region ID dials a region of a DERP map (Go's NewRegionClient).
-  void add_server();
+  // `required` false: the tool may run without any (derp-bench --raw); it checks that itself.
+  void add_server(bool required = true);
   void add_server_key();                // --server-key nodekey:HEX (pin)
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
   void add_json();                      // --json
@@ -68,6 +69,7 @@ class ToolCli {
   bool insecure_ = false;
   std::string cert_name_;
   bool has_server_ = false;
+  bool server_required_ = true;
   std::string derp_map_;
   int region_ = 0;
   bool has_region_ = false;

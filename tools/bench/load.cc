@@ -424,6 +424,9 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     rep.ping.merge(l->ping);
   }
   rep.pings_sent = sh.pings_sent;
+  // The ping timer belongs to loops[0]'s io_context, which `loops` (declared after `sh`)
+  // destroys first: release the timer while its context is alive.
+  sh.ping_timer.reset();
   if (sh.error) return *sh.error;
   return rep;
 }

@@ -114,9 +114,10 @@ bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, co
       if (!forwarded) {
         auto r = remote_.find(dst);
         if (r != remote_.end() && !r->second.empty()) {
-          r->second.front()->forward(src, dst, chunk, data, len, disco);
-          lock.unlock();
+          // Counted before handing over: the peer relay may deliver it before we return, and
+          // anyone who saw the packet arrive must also see it counted here.
           stats_.add(Counter::kPacketsForwardedOut);
+          r->second.front()->forward(src, dst, chunk, data, len, disco);
           return true;
         }
       }

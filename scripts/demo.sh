@@ -10,6 +10,7 @@ cd "$root"
 bash scripts/install-deps.sh
 echo "== building (Release) =="
 bash scripts/build.sh "$root/build/release" -DCMAKE_BUILD_TYPE=Release -DDERP_BUILD_TESTS=OFF \
+  -DCMAKE_UNITY_BUILD=ON \
   >/dev/null
 bin="$root/build/release/bin"
 

@@ -325,15 +325,15 @@ TEST_F(Probe, MapFromUrl) {
 
 // ---- derp-captive
 
-std::string url_of(uint16_t port) { return "http://127.0.0.1:" + std::to_string(port); }
+std::string relay_base_url(uint16_t port) { return "http://127.0.0.1:" + std::to_string(port); }
 
 TEST_F(Probe, CaptiveNoPortalAgainstRealRelay) {
-  auto res = run_tool("derp-captive", {url_of(regions_[0].relay->port()), "--json"});
+  auto res = run_tool("derp-captive", {relay_base_url(regions_[0].relay->port()), "--json"});
   ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
   json j = last_json(res.out);
   EXPECT_FALSE(j.at("captive_portal").get<bool>());
   EXPECT_EQ(j.at("endpoints")[0].at("verdict"), "no_portal");
-  auto text = run_tool("derp-captive", {url_of(regions_[1].relay->port())});
+  auto text = run_tool("derp-captive", {relay_base_url(regions_[1].relay->port())});
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("no captive portal"), std::string::npos) << text.out;
 }
@@ -355,7 +355,7 @@ TEST_F(Probe, CaptiveDetectsRedirectBodyAndWrongOrMissingHeader) {
   };
   for (const auto& c : cases) {
     CannedHttp portal(c.response);
-    auto res = run_tool("derp-captive", {url_of(portal.port()), "--json"});
+    auto res = run_tool("derp-captive", {relay_base_url(portal.port()), "--json"});
     EXPECT_EQ(res.exit_code, 1) << c.verdict << res.err;
     json j = last_json(res.out);
     EXPECT_TRUE(j.at("captive_portal").get<bool>()) << c.verdict;
@@ -363,7 +363,7 @@ TEST_F(Probe, CaptiveDetectsRedirectBodyAndWrongOrMissingHeader) {
     EXPECT_NE(j.at("endpoints")[0].at("detail").get<std::string>().find(c.words),
               std::string::npos)
         << j.dump();
-    auto text = run_tool("derp-captive", {url_of(portal.port())});
+    auto text = run_tool("derp-captive", {relay_base_url(portal.port())});
     EXPECT_EQ(text.exit_code, 1);
     EXPECT_NE(text.out.find("captive portal or middlebox detected"), std::string::npos);
   }
@@ -384,7 +384,7 @@ TEST_F(Probe, CaptiveOverMapChecksNodesInParallelAndAnyPortalCounts) {
 
 TEST_F(Probe, CaptiveNetworkFailureUsesSharedExitCodes) {
   SilentUdp nothing;  // its port has no TCP listener
-  auto res = run_tool("derp-captive", {url_of(nothing.port()), "--json"});
+  auto res = run_tool("derp-captive", {relay_base_url(nothing.port()), "--json"});
   EXPECT_EQ(res.exit_code, 4) << res.err;
   EXPECT_EQ(last_json(res.out).at("error").at("layer"), "connect");
   auto dns = run_tool("derp-captive", {"relay.invalid"});

@@ -26,7 +26,7 @@ std::vector<nlohmann::json> json_lines(const std::string& out) {
   return v;
 }
 
-std::string temp_path(const std::string& name) {
+std::string cli_temp_path(const std::string& name) {
   return ::testing::TempDir() + "derp_tools_" + std::to_string(::getpid()) + "_" + name;
 }
 
@@ -71,7 +71,7 @@ TEST(ToolsKeygen, PrintsPrivateAndPublicKey) {
 }
 
 TEST(ToolsKeygen, WritesKeyFileWithMode0600AndRefusesToOverwrite) {
-  const std::string path = temp_path("key.json");
+  const std::string path = cli_temp_path("key.json");
   ::unlink(path.c_str());
   auto r = run_tool("derp-keygen", {"--out", path, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -109,7 +109,7 @@ TEST(ToolsCli, VersionAndBadFlag) {
 }
 
 TEST_F(Tools, SendDeliversToRecvWithJson) {
-  const std::string keyfile = temp_path("recv.json");
+  const std::string keyfile = cli_temp_path("recv.json");
   ::unlink(keyfile.c_str());
   auto kg = run_tool("derp-keygen", {"--out", keyfile, "--json"});
   ASSERT_EQ(kg.exit_code, 0) << kg.err;

@@ -31,7 +31,7 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using asio::ip::tcp;
 
-std::string temp_path(const std::string& name) {
+std::string fail_temp_path(const std::string& name) {
   return ::testing::TempDir() + "derp_fail_" + std::to_string(::getpid()) + "_" + name;
 }
 
@@ -102,7 +102,7 @@ class ToolFailures : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     url_.clear();
-    key_file_ = temp_path("serve.key");
+    key_file_ = fail_temp_path("serve.key");
     serve_ = new Process(tool_path("derp-serve"),
                          {"-a", "127.0.0.1:0", "--stun=false", "-c", key_file_});
     auto line = serve_->wait_for_line("derp-serve: listening on", 20s, Process::Stream::kStdout);
@@ -316,7 +316,7 @@ TEST_F(ToolFailures, SilentListenerIsTimeoutExit8) {
 }
 
 TEST_F(ToolFailures, ServeCannotListenIsConnectExit4) {
-  const std::string key = temp_path("serve2.key");
+  const std::string key = fail_temp_path("serve2.key");
   auto r = run_tool("derp-serve",
                     {"-a", "127.0.0.1:" + std::to_string(port_), "--stun=false", "-c", key});
   EXPECT_EQ(r.exit_code, 4) << r.err;

@@ -21,15 +21,17 @@
 #include <fstream>
 #include <thread>
 
+#include "net/awaitable.h"
+
 namespace derp::test {
+
+using net::kTuple;
 
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string bio_string(BIO* bio) {
   char* data = nullptr;

@@ -17,12 +17,13 @@
 #include "derp/handshake.h"
 #include "net/http_upgrade_client.h"
 #include "net/url.h"
+#include "net/awaitable.h"
 
 namespace derp::bench {
 
-namespace {
+using net::kTuple;
 
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+namespace {
 
 std::string lower_first(std::string s) {
   if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');

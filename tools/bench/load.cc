@@ -16,13 +16,15 @@
 #include <thread>
 
 #include "bench/raw_forwarder.h"
+#include "net/awaitable.h"
 
 namespace derp::bench {
+
+using net::kTuple;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kReadBuffer = 256 * 1024;
 constexpr size_t kWriteBatchBytes = 128 * 1024;  // one write carries up to this many bytes
 constexpr size_t kHeaderBytes = 16;              // payload: seq (8) + send time (8)

@@ -13,13 +13,16 @@
 #include <mutex>
 #include <vector>
 
+#include "net/awaitable.h"
+
 namespace derp::bench {
+
+using net::kTuple;
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kBuffer = 256 * 1024;
 }  // namespace
 

@@ -4,10 +4,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/awaitable.h"
+
 namespace derp::net {
 namespace {
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 class TcpClientStream final : public ClientStream {
  public:

@@ -13,6 +13,7 @@
 
 #include "net/dial_tcp.h"
 #include "net/endpoint_text.h"
+#include "net/awaitable.h"
 
 namespace derp::net {
 
@@ -21,8 +22,6 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 struct RaceState {
   explicit RaceState(asio::any_io_executor ex, size_t n) : wake(ex), pending(n), errors(n) {

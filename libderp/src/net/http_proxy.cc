@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "net/dial_tcp.h"
+#include "net/awaitable.h"
 
 namespace derp::net {
 
@@ -25,8 +26,6 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
 namespace {
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string lower(std::string_view s) {
   std::string out(s);

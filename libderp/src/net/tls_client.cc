@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "net/dial_tcp.h"
+#include "net/awaitable.h"
 
 namespace derp::net {
 
@@ -34,7 +35,6 @@ class TlsClientContext {
 
 namespace {
 
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kPinPrefix = "sha256-raw:";
 constexpr std::string_view kMetaCnPrefix = "derpkey";
 

@@ -12,6 +12,7 @@
 #include <boost/beast/websocket/stream.hpp>
 
 #include "net/dial_tcp.h"
+#include "net/awaitable.h"
 
 namespace derp::net {
 
@@ -20,8 +21,6 @@ namespace websocket = beast::websocket;
 using boost::system::error_code;
 
 namespace {
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // Presents a ClientStream (whose I/O is coroutines) as the AsyncStream Beast's websocket::stream
 // layers on. Each read/write uses the first non-empty buffer: a partial transfer is allowed.

@@ -2,7 +2,8 @@
 // then the steady-state reader and the gathered writer. Templated on the stream: plain TCP
 // (tcp::socket), TLS (beast::ssl_stream), and DERP over WebSocket on either (PROTOCOL.md §6.4),
 // which a TCP/TLS connection hands its stream to when the upgrade asks for it.
-// Included only by server.cc.
+// Included only by connection_{tcp,tls}.cc and connection_ws.h (one stream type per translation
+// unit); server.cc starts connections through server/connection_start.h.
 #pragma once
 
 #include <fmt/format.h>
@@ -25,6 +26,7 @@
 #include "derp/frame.h"
 #include "derp/handshake.h"
 #include "server/client_conn.h"
+#include "server/connection_start.h"
 #include "server/http_routes.h"
 #include "server/metrics.h"
 #include "server/relay.h"
@@ -60,6 +62,14 @@ inline std::string remote_string(asio::ip::tcp::socket& s, Presence* p) {
   return addr.is_v6() ? fmt::format("[{}]:{}", addr.to_string(), ep.port())
                       : fmt::format("{}:{}", addr.to_string(), ep.port());
 }
+
+// Hands an upgraded stream to a new WebSocket connection. Defined in connection_ws.h and
+// instantiated in connection_ws_tcp.cc / connection_ws_tls.cc only, so that the TCP and TLS
+// translation units do not also compile the WebSocket connection.
+template <class Stream>
+void start_websocket_connection(Stream stream, std::shared_ptr<void> held,
+                                const ConnectionShared& shared, Request req, std::string remote,
+                                const Presence& presence);
 
 template <class Stream>
 class Connection final : public ClientConn {
@@ -238,11 +248,9 @@ class Connection final : public ClientConn {
         }
         hs_timer_.cancel();
         closed_ = true;  // the stream moves to the WebSocket connection
-        auto ws = std::make_shared<Connection<beast::websocket::stream<Stream>>>(
-            beast::websocket::stream<Stream>(std::move(stream_)), relay_, stats_, pool_, opts_,
-            server_public_);
-        ws->hold(held_);
-        ws->start_websocket(parser_->release(), remote_, presence_scratch_);
+        start_websocket_connection<Stream>(std::move(stream_), held_,
+                                           {relay_, stats_, pool_, opts_, server_public_},
+                                           parser_->release(), remote_, presence_scratch_);
       }
       return;
     }

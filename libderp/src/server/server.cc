@@ -16,7 +16,7 @@
 #include "net/endpoint_text.h"
 #include "server/bootstrap_dns.h"
 #include "server/chunk_pool.h"
-#include "server/connection.h"
+#include "server/connection_start.h"
 #include "server/faults.h"
 #include "server/mesh.h"
 #include "server/metrics.h"
@@ -122,6 +122,8 @@ struct Server::Impl {
     return true;
   }
 
+  server::ConnectionShared shared() { return {relay, stats, pool, opts, public_key}; }
+
   void accept_next() {
     auto& target = *loops[next_loop];
     next_loop = (next_loop + 1) % loops.size();
@@ -146,17 +148,11 @@ struct Server::Impl {
       stats.add(server::Counter::kAccepts);
       apply_tcp_options(socket, opts);
       if (opts.cert_check_interval.count() > 0) tls->reload_if_changed(opts.cert_check_interval);
-      auto ctx = tls->current();
-      auto conn = std::make_shared<server::Connection<server::TlsStream>>(
-          server::TlsStream(std::move(socket), *ctx), relay, stats, pool, opts, public_key);
-      conn->hold(std::move(ctx));
-      asio::post(conn->executor_for_start(), [conn] { conn->start(); });
+      server::start_tls_connection(std::move(socket), tls->current(), shared());
     } else {
       stats.add(server::Counter::kAccepts);
       apply_tcp_options(socket, opts);
-      auto conn = std::make_shared<server::Connection<tcp::socket>>(std::move(socket), relay, stats,
-                                                                    pool, opts, public_key);
-      asio::post(conn->executor_for_start(), [conn] { conn->start(); });
+      server::start_tcp_connection(std::move(socket), shared());
     }
     accept_next();
   }
@@ -171,10 +167,7 @@ struct Server::Impl {
             return;
           }
           if (!ec) {
-            auto conn = std::make_shared<server::Connection<tcp::socket>>(
-                std::move(socket), relay, stats, pool, opts, public_key);
-            conn->set_port80(opts.hostname);
-            asio::post(conn->executor_for_start(), [conn] { conn->start(); });
+            server::start_tcp_connection(std::move(socket), shared(), &opts.hostname);
           }
           accept_http();
         });

@@ -1,6 +1,6 @@
 // One accepted connection over a byte stream: the HTTP/1.1 front (Beast), the DERP handshake,
 // then the steady-state reader and the gathered writer. Templated on the stream: plain TCP
-// (tcp::socket), TLS (beast::ssl_stream), and DERP over WebSocket on either (PROTOCOL.md §6.4),
+// (tcp::socket), TLS (TlsSocketStream), and DERP over WebSocket on either (PROTOCOL.md §6.4),
 // which a TCP/TLS connection hands its stream to when the upgrade asks for it.
 // Included only by connection_{tcp,tls}.cc and connection_ws.h (one stream type per translation
 // unit); server.cc starts connections through server/connection_start.h.

@@ -8,17 +8,17 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <string_view>
 #include <type_traits>
 
+#include "server/tls_socket_stream.h"
+
 namespace derp::server {
 
-// TLS: Beast's ssl_stream coalesces a gathered write into few TLS records (Asio's ssl::stream
-// alone would encrypt and send each buffer separately).
-using TlsStream = boost::beast::ssl_stream<boost::asio::ip::tcp::socket>;
+// TLS: OpenSSL on the socket itself, gathered writes coalesced into full records
+// (tls_socket_stream.h: ~68 KB less per connection than Asio's ssl::stream).
+using TlsStream = TlsSocketStream;
 
 template <class S>
 struct IsWebSocketStream : std::false_type {};

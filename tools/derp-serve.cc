@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <array>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -74,14 +76,36 @@ int main(int argc, char** argv) {
   std::string allow_keys;
   double accept_limit = 0;
   int64_t accept_burst = 0;
-  std::string keepalive_text = "10m", user_timeout_text = "15s", write_timeout_text = "2s";
-  std::string handshake_timeout_text = "10s";
   int64_t max_header_bytes = 8192;
   int64_t rate = 0, rate_burst = 0;
   std::string bootstrap_names;
   std::vector<std::string> faults;
-  std::string restart_in_text = "1s", restart_try_text = "30s";
+  ServerOptions opts;
+  // Duration flags: declared and parsed from one table (text default, ServerOptions field).
+  struct DurationFlag {
+    const char* flag;
+    std::string text;
+    std::chrono::milliseconds* out;
+    const char* help;
+  };
+  std::array<DurationFlag, 6> durations = {{
+      {"--tcp-keepalive-time", "10m", &opts.tcp_keepalive,
+       "TCP keepalive idle time and probe interval on accepted sockets (0 = off)"},
+      {"--tcp-user-timeout", "15s", &opts.tcp_user_timeout,
+       "TCP_USER_TIMEOUT on accepted sockets (0 = off)"},
+      {"--tcp-write-timeout", "2s", &opts.write_timeout,
+       "Close a client whose write stalls this long (0 = no timeout)"},
+      {"--handshake-timeout", "10s", &opts.handshake_timeout,
+       "Deadline for the HTTP request head and each DERP handshake step"},
+      {"--restart-reconnect-in", "1s", &opts.restart_reconnect_in,
+       "ServerRestarting advice sent on SIGTERM/SIGINT: reconnect after this"},
+      {"--restart-try-for", "30s", &opts.restart_try_for,
+       "ServerRestarting advice sent on SIGTERM/SIGINT: keep trying this long"},
+  }};
   auto& app = cli.app();
+  auto non_negative = [&app](const char* name, auto& value, const char* help) {
+    return app.add_option(name, value, help)->check(CLI::NonNegativeNumber);
+  };
   app.add_option("-a,--addr", addr, "Listen address host:port (port 0 = any free port)")
       ->capture_default_str();
   app.add_option("-c,--config", key_file,
@@ -94,8 +118,7 @@ int main(int argc, char** argv) {
                  "host/dialhost, or http(s):// URLs; this relay's own address is skipped. "
                  "Needs --mesh-psk-file")
       ->delimiter(',');
-  app.add_option("--threads", threads, "Event loops (0 = one per core)")
-      ->check(CLI::NonNegativeNumber);
+  non_negative("--threads", threads, "Event loops (0 = one per core)");
   app.add_flag("-v,--verbose", verbose, "Log every connection");
   app.add_flag("--stun", stun, "Run the STUN server (UDP, same host as --addr); --stun=false: off")
       ->capture_default_str();
@@ -131,60 +154,27 @@ int main(int argc, char** argv) {
   app.add_option("--allow-keys", allow_keys,
                  "Only admit the node keys in this file (nodekey:HEX per line, # comments); "
                  "re-read on SIGHUP");
-  app.add_option("--accept-connection-limit", accept_limit,
-                 "Accepted connections per second (0 = unlimited); excess ones are closed")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--accept-connection-burst", accept_burst,
-                 "Burst for --accept-connection-limit (default: 1)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--tcp-keepalive-time", keepalive_text, "TCP keepalive idle time (0 = off)")
-      ->capture_default_str();
-  app.add_option("--tcp-user-timeout", user_timeout_text, "TCP_USER_TIMEOUT (0 = off)")
-      ->capture_default_str();
-  app.add_option("--tcp-write-timeout", write_timeout_text,
-                 "Close a client whose write stalls this long (0 = no timeout)")
-      ->capture_default_str();
-  app.add_option("--handshake-timeout", handshake_timeout_text,
-                 "Deadline for the HTTP request head and each DERP handshake step")
-      ->capture_default_str();
+  non_negative("--accept-connection-limit", accept_limit,
+               "Accepted connections per second (0 = unlimited); excess ones are closed");
+  non_negative("--accept-connection-burst", accept_burst,
+               "Burst for --accept-connection-limit (default: 1)");
+  for (auto& d : durations) app.add_option(d.flag, d.text, d.help)->capture_default_str();
   app.add_option("--max-header-bytes", max_header_bytes, "Largest HTTP request head accepted")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 20))
       ->capture_default_str();
-  app.add_option("--client-rate-bytes-per-sec", rate,
-                 "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--client-rate-burst-bytes", rate_burst,
-                 "Token bucket burst (at least 65568, one largest frame)")
-      ->check(CLI::NonNegativeNumber);
+  non_negative("--client-rate-bytes-per-sec", rate,
+               "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)");
+  non_negative("--client-rate-burst-bytes", rate_burst,
+               "Token bucket burst (at least 65568, one largest frame)");
   app.add_option("--bootstrap-dns-names", bootstrap_names,
                  "Comma-separated names served at /bootstrap-dns");
   app.add_option("--fault", faults,
                  "Fault injection at start: drop=PERCENT, latency=DURATION, health=TEXT "
                  "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)");
-  app.add_option("--restart-reconnect-in", restart_in_text,
-                 "ServerRestarting advice sent on SIGTERM/SIGINT: reconnect after this")
-      ->capture_default_str();
-  app.add_option("--restart-try-for", restart_try_text,
-                 "ServerRestarting advice sent on SIGTERM/SIGINT: keep trying this long")
-      ->capture_default_str();
   if (auto code = cli.parse(args.argc(), args.argv())) return *code;
 
-  ServerOptions opts;
-  struct Dur {
-    const char* flag;
-    const std::string* text;
-    std::chrono::milliseconds* out;
-  };
-  const Dur durations[] = {
-      {"--tcp-keepalive-time", &keepalive_text, &opts.tcp_keepalive},
-      {"--tcp-user-timeout", &user_timeout_text, &opts.tcp_user_timeout},
-      {"--tcp-write-timeout", &write_timeout_text, &opts.write_timeout},
-      {"--handshake-timeout", &handshake_timeout_text, &opts.handshake_timeout},
-      {"--restart-reconnect-in", &restart_in_text, &opts.restart_reconnect_in},
-      {"--restart-try-for", &restart_try_text, &opts.restart_try_for},
-  };
   for (const auto& d : durations) {
-    auto v = tools::parse_duration(*d.text);
+    auto v = tools::parse_duration(d.text);
     if (!v) return cli.fail(v.error().wrap(d.flag));
     *d.out = tools::to_millis(*v);
   }

@@ -150,7 +150,7 @@ TEST(RelayLimits, AcceptLimitClosesConnectionsBeyondTheBurst) {
   RawConn third(relay->port());
   ASSERT_TRUE(third.ok());
   EXPECT_TRUE(third.wait_closed());
-  EXPECT_EQ(counter(*relay, "counter_rejected_connections"), 1);
+  EXPECT_EQ(counter(*relay, "tls_listener_rejected_connections"), 1);
   EXPECT_EQ(counter(*relay, "accepts"), 2);
 }
 
@@ -346,6 +346,11 @@ TEST_F(ServeBinary, UnsupportedDerperFlagIsRefusedByName) {
   auto r = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--fault", "explode"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown fault"), std::string::npos) << r.err;
+  r = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "-a", "127.0.0.1:0", "-stun=false",
+                              "--fault", "restart=1s"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("fault \"restart=1s\" cannot be applied at start"), std::string::npos)
+      << r.err;
 }
 
 // ---- Restart, health, faults (in-process)
@@ -465,6 +470,49 @@ TEST(RelayFaults, StallStopsReadingFromOneClientOnly) {
   ASSERT_TRUE(relay->apply_fault("stall=" + stalled->self_public_key().to_string()));
   EXPECT_FALSE(stalled->ping(1500ms).ok());  // the relay no longer reads its Ping
   EXPECT_TRUE(other->ping(5s).ok());
+}
+
+TEST(RelayFaults, ClearAndUnstallResumeAStalledReader) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto a = client_for(*relay);
+  auto b = client_for(*relay);
+  ASSERT_TRUE(a->ping(5s).ok());
+  ASSERT_TRUE(b->ping(5s).ok());
+  const std::string akey = a->self_public_key().to_string();
+
+  // unstall= for one key: A's packet, sent while stalled, arrives once the relay reads again.
+  ASSERT_TRUE(relay->apply_fault("stall=" + akey));
+  const std::vector<uint8_t> held = {42};
+  ASSERT_TRUE(a->send(b->self_public_key(), held).ok());
+  EXPECT_FALSE(next_of<ReceivedPacket>(*b, 500ms).has_value());
+  auto done = relay->apply_fault("unstall=" + akey);
+  ASSERT_TRUE(done) << done.error().message;
+  auto p = next_of<ReceivedPacket>(*b);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->data, held);
+  EXPECT_TRUE(a->ping(5s).ok());
+
+  // clear resumes every stalled reader.
+  ASSERT_TRUE(relay->apply_fault("stall=" + akey));
+  EXPECT_FALSE(a->ping(1s).ok());
+  auto cleared = relay->apply_fault("clear");
+  ASSERT_TRUE(cleared) << cleared.error().message;
+  EXPECT_NE(cleared->find("1 stalled connection(s) resumed"), std::string::npos) << *cleared;
+  EXPECT_TRUE(a->ping(5s).ok());
+  EXPECT_FALSE(relay->apply_fault("unstall=" + NodePrivate::generate().public_key().to_string()));
+}
+
+TEST(RelayFaults, FaultsThatNeedConnectedClientsAreRefusedAtStart) {
+  ServerOptions o;
+  o.private_key = NodePrivate::generate();
+  o.listen_addr = "127.0.0.1:0";
+  o.faults = {"drop=10", "latency=5ms", "stall=" + NodePrivate::generate().public_key().to_string()};
+  auto s = Server::start(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().kind, ErrorKind::kUsage);
+  EXPECT_NE(s.error().message.find("cannot be applied at start"), std::string::npos)
+      << s.error().message;
 }
 
 TEST(RelayFaults, ChurnDropsAsDupClientUntilTheClientSpeaks) {

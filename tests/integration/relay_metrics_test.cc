@@ -35,9 +35,9 @@ std::optional<std::string> http_get(uint16_t port, const std::string& path,
 // Every line of a Prometheus text body, checked and collected: "name" or
 // "name{label=value}" -> value. A malformed line fails the test.
 std::map<std::string, int64_t> parse_prometheus(const std::string& body) {
-  static const std::regex kType("# TYPE derp_[a-zA-Z0-9_:]+ (counter|gauge)");
+  static const std::regex kType("# TYPE (derp|stun|tls_listener)_[a-zA-Z0-9_:]+ (counter|gauge)");
   static const std::regex kSample(
-      "(derp_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"([^\"\\\\]*)\"\\})? (-?[0-9]+)");
+      "((?:derp|stun|tls_listener)_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"([^\"\\\\]*)\"\\})? (-?[0-9]+)");
   std::map<std::string, int64_t> out;
   std::istringstream in(body);
   std::string line;
@@ -84,7 +84,17 @@ TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
   EXPECT_EQ(after.at("derp_packets_received_kind{kind=other}"),
             before.at("derp_packets_received_kind{kind=other}") + 1);
   EXPECT_TRUE(after.count("derp_packets_dropped_reason{reason=unknown_dest}"));
-  EXPECT_TRUE(after.count("derp_stun_requests{disposition=success}"));
+  EXPECT_TRUE(after.count("stun_requests{disposition=success}"));
+}
+
+// Numeric leaves of a JSON tree.
+size_t metrics_json_leaves(const nlohmann::json& j) {
+  if (j.is_number()) return 1;
+  size_t n = 0;
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) n += metrics_json_leaves(v);
+  }
+  return n;
 }
 
 TEST(RelayMetrics, DebugVarsIsJsonHoldingEveryCounter) {
@@ -95,12 +105,42 @@ TEST(RelayMetrics, DebugVarsIsJsonHoldingEveryCounter) {
   const auto j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << *body;
   ASSERT_TRUE(j["derp"].is_object()) << *body;
-  for (const auto& [name, value] : relay->counters()) {
-    if (name.rfind("stun_", 0) == 0) continue;
-    EXPECT_TRUE(j["derp"].contains(name)) << name;
-  }
+  // Every counter once, somewhere in derper's layout.
+  EXPECT_EQ(metrics_json_leaves(j), relay->counters().size()) << *body;
   EXPECT_GE(j["derp"]["accepts"].get<int64_t>(), 1);  // this very request
-  EXPECT_TRUE(j["stun"]["counter_requests"].is_object());
+  EXPECT_TRUE(j["derp"]["counter_packets_dropped_reason"]["unknown_dest"].is_number());
+  EXPECT_TRUE(j["derp"]["counter_packets_dropped_type"]["disco"].is_number());
+  EXPECT_TRUE(j["derp"]["counter_packets_received_kind"]["other"].is_number());
+  EXPECT_TRUE(j["derp"]["gauge_current_connections"].is_number());
+  EXPECT_TRUE(j["derp_websocket_accepts"].is_number());
+  EXPECT_TRUE(j["tls_listener"]["counter_rejected_connections"].is_number());
+  EXPECT_TRUE(j["stun"]["counter_requests"]["success"].is_number());
+  EXPECT_TRUE(j["stun"]["counter_addrfamily"]["ipv4"].is_number());
+}
+
+// The names derper's /debug/varz gives these metrics (tsweb varz over derper's expvars).
+TEST(RelayMetrics, DebugVarzUsesDerpersNamesForItsOwnExpvars) {
+  ServerOptions o;
+  o.stun = true;
+  o.stun_port = 0;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto body = http_get(relay->port(), "/debug/varz");
+  ASSERT_TRUE(body.has_value());
+  const auto m = parse_prometheus(*body);
+  for (const char* name :
+       {"derp_websocket_accepts", "tls_listener_accepted_connections",
+        "tls_listener_rejected_connections", "derp_packets_dropped_type{type=disco}",
+        "derp_packets_dropped_type{type=other}", "stun_requests{disposition=success}",
+        "stun_addrfamily{family=ipv4}", "derp_current_connections", "derp_total_dup_client_conns",
+        "derp_packets_dropped_reason{reason=queue_head}"}) {
+    EXPECT_TRUE(m.count(name)) << name << " missing from:\n" << *body;
+  }
+  for (const char* old : {"derp_stun_", "derp_rejected_connections", "derp_packets_dropped_kind"}) {
+    EXPECT_EQ(body->find(old), std::string::npos) << old;
+  }
+  EXPECT_NE(body->find("# TYPE derp_websocket_accepts counter\n"), std::string::npos);
+  EXPECT_NE(body->find("# TYPE stun_requests counter\n"), std::string::npos);
 }
 
 TEST(RelayMetrics, DebugIndexListsTheEndpointsAndUnknownDebugPathIs404) {
@@ -159,7 +199,7 @@ TEST(DerpServeMetrics, MetricsAddrServesMetricsFromTheTool) {
   ASSERT_TRUE(body.has_value());
   const auto metrics = parse_prometheus(*body);
   EXPECT_TRUE(metrics.count("derp_packets_received"));
-  EXPECT_TRUE(metrics.count("derp_stun_requests{disposition=not_stun}"));
+  EXPECT_TRUE(metrics.count("stun_requests{disposition=not_stun}"));
   child->signal(SIGTERM);
   EXPECT_EQ(child->wait(), 0) << child->stderr_text();
   std::filesystem::remove_all(dir);

@@ -181,8 +181,8 @@ TEST(RelayVectors, SendUnknownTranscriptGetsNotHereOnlyForTheDiscoPayload) {
   }
   auto c = s->counters();
   EXPECT_EQ(c["packets_dropped_reason_unknown_dest"], 2);
-  EXPECT_EQ(c["packets_dropped_kind_disco"], 1);
-  EXPECT_EQ(c["packets_dropped_kind_other"], 1);
+  EXPECT_EQ(c["packets_dropped_type_disco"], 1);
+  EXPECT_EQ(c["packets_dropped_type_other"], 1);
 }
 
 TEST(RelayVectors, WatchTranscriptReportsPresenceAndDepartures) {

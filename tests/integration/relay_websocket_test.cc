@@ -15,6 +15,9 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
 #include <variant>
 
 #include "derp/client.h"
@@ -209,6 +212,11 @@ class RelayWebSocket : public ::testing::TestWithParam<bool> {
     char tmpl[] = "/tmp/derp-ws-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    start();
+  }
+  // (Re)starts the relay; `tweak` adjusts the options first.
+  void start(const std::function<void(ServerOptions&)>& tweak = {}) {
+    relay_.reset();
     ServerOptions o;
     o.private_key = NodePrivate::generate();
     o.listen_addr = "127.0.0.1:0";
@@ -219,6 +227,7 @@ class RelayWebSocket : public ::testing::TestWithParam<bool> {
       o.cert_dir = dir_;
       o.hostname = "127.0.0.1";
     }
+    if (tweak) tweak(o);
     auto s = Server::start(std::move(o));
     ASSERT_TRUE(s.ok()) << s.error().message;
     relay_ = std::move(*s);
@@ -270,7 +279,7 @@ TEST_P(RelayWebSocket, ExchangesPacketsWithATcpClientThroughOneRelay) {
                   .ok());
   EXPECT_EQ(ws.recv_packet(b->self_public_key()), text);
   const auto counters = relay_->counters();
-  EXPECT_EQ(counters.at("websocket_accepts"), 1);
+  EXPECT_EQ(counters.at("derp_websocket_accepts"), 1);
   EXPECT_EQ(counters.at("gauge_current_connections"), 2);
 }
 
@@ -324,7 +333,7 @@ TEST_P(RelayWebSocket, SubprotocolOtherThanDerpIsClosedWithPolicyViolation) {
   EXPECT_FALSE(ws.read_frame().has_value());
   EXPECT_EQ(ws.close_code(), websocket::close_code::policy_error);
   EXPECT_TRUE(log_.wait_for("must speak the derp subprotocol"));
-  EXPECT_EQ(relay_->counters().at("websocket_accepts"), 0);
+  EXPECT_EQ(relay_->counters().at("derp_websocket_accepts"), 0);
 }
 
 TEST_P(RelayWebSocket, TextMessageClosesWithUnsupportedData) {
@@ -347,7 +356,50 @@ TEST_P(RelayWebSocket, BadClientInfoInAMessageIsRefusedLikeTcp) {
   const auto frame = frame_bytes(FrameType::kSendPacket, std::vector<uint8_t>(40, 0));
   ASSERT_TRUE(ws.send_message(frame));
   EXPECT_FALSE(ws.read_frame().has_value());
+  EXPECT_EQ(ws.close_code(), websocket::close_code::protocol_error);
   EXPECT_TRUE(log_.wait_for("not ClientInfo"));
+}
+
+// When the relay ends a WebSocket client's connection it sends a close frame first, as Go's
+// websocket library does when derper closes: 1001 on shutdown, 1008 for a refused client, 1000
+// for a close on request.
+TEST_P(RelayWebSocket, ShutdownSendsRestartingThenGoingAwayCloseFrame) {
+  WsClient ws(relay_->port(), tls(), "derp");
+  ASSERT_TRUE(ws.ok());
+  ASSERT_TRUE(ws.derp_handshake(NodePrivate::generate(), relay_->public_key()));
+  std::thread stopper([this] { relay_->graceful_stop(); });
+  auto restarting = ws.read_frame();
+  ASSERT_TRUE(restarting.has_value());
+  EXPECT_EQ(restarting->frame_type(), FrameType::kRestarting);
+  EXPECT_FALSE(ws.read_frame().has_value());
+  EXPECT_EQ(ws.close_code(), websocket::close_code::going_away);
+  stopper.join();
+}
+
+TEST_P(RelayWebSocket, RefusedClientGetsPolicyViolationCloseFrame) {
+  const std::string allow = dir_ + "/allow.txt";
+  std::ofstream(allow) << NodePrivate::generate().public_key().to_string() << "\n";
+  start([&](ServerOptions& o) { o.allow_keys_file = allow; });
+  WsClient ws(relay_->port(), tls(), "derp");
+  ASSERT_TRUE(ws.ok());
+  auto sk = ws.read_frame();
+  ASSERT_TRUE(sk && sk->frame_type() == FrameType::kServerKey);
+  ASSERT_TRUE(ws.send_message(
+      encode_client_info_frame(NodePrivate::generate(), relay_->public_key(), ClientInfo{})));
+  EXPECT_FALSE(ws.read_frame().has_value());
+  EXPECT_EQ(ws.close_code(), websocket::close_code::policy_error);
+  EXPECT_TRUE(log_.wait_for("not in the allow-keys file"));
+}
+
+TEST_P(RelayWebSocket, CloseFaultSendsNormalCloseFrame) {
+  WsClient ws(relay_->port(), tls(), "derp");
+  ASSERT_TRUE(ws.ok());
+  const auto key = NodePrivate::generate();
+  ASSERT_TRUE(ws.derp_handshake(key, relay_->public_key()));
+  auto done = relay_->apply_fault("close=" + key.public_key().to_string());
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_FALSE(ws.read_frame().has_value());
+  EXPECT_EQ(ws.close_code(), websocket::close_code::normal);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, RelayWebSocket, ::testing::Values(false, true),

@@ -23,7 +23,7 @@ CounterMap sample() {
       {"packets_dropped", 7},
       {"packets_dropped_reason_unknown_dest", 5},
       {"packets_dropped_reason_queue_head", 2},
-      {"packets_dropped_kind_disco", 1},
+      {"packets_dropped_type_disco", 1},
       {"packets_received_kind_other", 40},
       {"stun_requests_success", 9},
       {"stun_requests_not_stun", 4},
@@ -33,9 +33,9 @@ CounterMap sample() {
 }
 
 // One line of the text exposition format: a TYPE comment or a sample with optional labels.
-const std::regex kTypeLine("# TYPE (derp_[a-zA-Z0-9_:]+) (counter|gauge)");
+const std::regex kTypeLine("# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)");
 const std::regex kSampleLine(
-    "(derp_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\\\n]|\\\\.)*)\"\\})? "
+    "([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\\\n]|\\\\.)*)\"\\})? "
     "(-?[0-9]+)");
 
 struct Parsed {
@@ -90,12 +90,30 @@ TEST(MetricsPrometheus, PerLabelKeysBecomeLabelledFamilies) {
   EXPECT_EQ(p.types.at("derp_packets_dropped_reason"), "counter");
   EXPECT_EQ(p.samples.at("derp_packets_dropped_reason{reason=unknown_dest}"), 5);
   EXPECT_EQ(p.samples.at("derp_packets_dropped_reason{reason=queue_head}"), 2);
-  EXPECT_EQ(p.samples.at("derp_packets_dropped_kind{kind=disco}"), 1);
+  EXPECT_EQ(p.samples.at("derp_packets_dropped_type{type=disco}"), 1);
   EXPECT_EQ(p.samples.at("derp_packets_received_kind{kind=other}"), 40);
-  EXPECT_EQ(p.samples.at("derp_stun_requests{disposition=success}"), 9);
-  EXPECT_EQ(p.samples.at("derp_stun_requests{disposition=not_stun}"), 4);
-  EXPECT_EQ(p.samples.at("derp_stun_addrfamily{family=ipv4}"), 8);
-  EXPECT_EQ(p.samples.at("derp_stun_addrfamily{family=ipv6}"), 1);
+  EXPECT_EQ(p.samples.at("stun_requests{disposition=success}"), 9);
+  EXPECT_EQ(p.samples.at("stun_requests{disposition=not_stun}"), 4);
+  EXPECT_EQ(p.samples.at("stun_addrfamily{family=ipv4}"), 8);
+  EXPECT_EQ(p.samples.at("stun_addrfamily{family=ipv6}"), 1);
+}
+
+TEST(MetricsPrometheus, DerpersOwnExpvarsKeepTheirNames) {
+  const CounterMap m = {{"derp_websocket_accepts", 4},
+                        {"tls_listener_accepted_connections", 6},
+                        {"tls_listener_rejected_connections", 2}};
+  EXPECT_EQ(render_prometheus(m),
+            "# TYPE derp_websocket_accepts counter\n"
+            "derp_websocket_accepts 4\n"
+            "# TYPE tls_listener_accepted_connections counter\n"
+            "tls_listener_accepted_connections 6\n"
+            "# TYPE tls_listener_rejected_connections counter\n"
+            "tls_listener_rejected_connections 2\n");
+  auto j = nlohmann::json::parse(render_expvar_json(m));
+  EXPECT_EQ(j["derp_websocket_accepts"], 4);
+  EXPECT_EQ(j["tls_listener"]["counter_accepted_connections"], 6);
+  EXPECT_EQ(j["tls_listener"]["counter_rejected_connections"], 2);
+  EXPECT_TRUE(j["derp"].empty());
 }
 
 TEST(MetricsPrometheus, ExactTextForASmallMap) {
@@ -103,10 +121,10 @@ TEST(MetricsPrometheus, ExactTextForASmallMap) {
   EXPECT_EQ(render_prometheus(m),
             "# TYPE derp_accepts counter\n"
             "derp_accepts 3\n"
-            "# TYPE derp_stun_requests counter\n"
-            "derp_stun_requests{disposition=\"success\"} 2\n"
             "# TYPE derp_watchers gauge\n"
-            "derp_watchers 1\n");
+            "derp_watchers 1\n"
+            "# TYPE stun_requests counter\n"
+            "stun_requests{disposition=\"success\"} 2\n");
 }
 
 TEST(MetricsPrometheus, OddKeysStillRenderParseableText) {
@@ -123,12 +141,15 @@ TEST(MetricsExpvar, DerpObjectHoldsTheCountersAndStunIsNested) {
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["derp"]["accepts"], 3);
   EXPECT_EQ(j["derp"]["gauge_current_connections"], 2);
-  EXPECT_EQ(j["derp"]["packets_dropped_reason_unknown_dest"], 5);
+  EXPECT_EQ(j["derp"]["counter_packets_dropped_reason"]["unknown_dest"], 5);
+  EXPECT_EQ(j["derp"]["counter_packets_dropped_reason"]["queue_head"], 2);
+  EXPECT_EQ(j["derp"]["counter_packets_dropped_type"]["disco"], 1);
+  EXPECT_EQ(j["derp"]["counter_packets_received_kind"]["other"], 40);
   EXPECT_FALSE(j["derp"].contains("stun_requests_success"));
   EXPECT_EQ(j["stun"]["counter_requests"]["success"], 9);
   EXPECT_EQ(j["stun"]["counter_requests"]["not_stun"], 4);
   EXPECT_EQ(j["stun"]["counter_addrfamily"]["ipv6"], 1);
-  EXPECT_EQ(j["derp"].size() + 4, sample().size());
+  EXPECT_EQ(j["derp"].size(), 8u);  // 5 plain keys and 3 label maps
 }
 
 // ---- /debug/ routes

@@ -2,6 +2,9 @@
 // fault-injection grammar, the allow-keys file and the admission controller's verdict.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "common/go_flags.h"
 #include "server/admission.h"
 #include "server/faults.h"
@@ -67,11 +70,25 @@ TEST(FaultSpec, ParsesEveryKind) {
   EXPECT_EQ(server::parse_fault("close=" + key)->kind, K::kClose);
   EXPECT_EQ(server::parse_fault("stall=" + key)->kind, K::kStall);
   EXPECT_EQ(server::parse_fault("churn=" + key)->key.to_string(), key);
+  EXPECT_EQ(server::parse_fault("unstall=" + key)->kind, K::kUnstall);
+}
+
+TEST(FaultSpec, OnlyDropLatencyAndHealthApplyAtStartAndTheRestSayWhy) {
+  const std::string key = NodePrivate::generate().public_key().to_string();
+  for (const std::string ok : {"drop=5", "latency=10ms", "health=x", "health="}) {
+    EXPECT_FALSE(server::fault_refused_at_start(*server::parse_fault(ok))) << ok;
+  }
+  for (const std::string& spec : std::vector<std::string>{"restart", "close=" + key, "stall=" + key,
+                                                          "unstall=" + key, "churn=" + key, "clear"}) {
+    auto why = server::fault_refused_at_start(*server::parse_fault(spec));
+    ASSERT_TRUE(why) << spec;
+    EXPECT_NE(why->find(" start"), std::string::npos) << *why;
+  }
 }
 
 TEST(FaultSpec, RefusesGarbageWithReason) {
   for (const char* bad : {"", "drop", "drop=101", "drop=x", "latency=5x", "close=nodekey:zz",
-                          "stall", "explode", "restart=1s,", "clear=1"}) {
+                          "stall", "unstall", "explode", "restart=1s,", "clear=1"}) {
     auto f = server::parse_fault(bad);
     ASSERT_FALSE(f) << bad;
     EXPECT_EQ(f.error().kind, ErrorKind::kUsage);

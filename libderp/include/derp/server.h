@@ -72,7 +72,9 @@ struct ServerOptions {
   // Names served at /bootstrap-dns (derper's --bootstrap-dns-names), resolved in the background.
   std::vector<std::string> bootstrap_dns_names;
 
-  // ---- Fault injection: specs applied at start (see apply_fault; docs/CLI.md "--fault").
+  // ---- Fault injection: specs applied at start (see apply_fault; docs/CLI.md "--fault"). Only
+  // drop=, latency= and health= make sense before clients exist; start() refuses the others
+  // (kUsage, saying why).
   std::vector<std::string> faults;
   // Restarting advice sent by graceful_stop() (derper itself never sends the frame).
   std::chrono::milliseconds restart_reconnect_in{1000};
@@ -131,8 +133,9 @@ class Server {
 
   // Sends every connected client a ServerRestarting frame (PROTOCOL.md §4.9).
   void notify_restarting(std::chrono::milliseconds reconnect_in, std::chrono::milliseconds try_for);
-  // notify_restarting() with the options' advice, waits (up to `flush_timeout`) until those
-  // frames are written, then stop(): clients see Restarting and then EOF.
+  // notify_restarting() with the options' advice, waits until those frames are written, closes
+  // every client (a WebSocket client gets a 1001 "going away" close frame and may answer it),
+  // then stop(): clients see Restarting and then EOF. All within `flush_timeout`.
   void graceful_stop(std::chrono::milliseconds flush_timeout = std::chrono::milliseconds(2000));
 
   // Sets the relay's health problem: a Health frame to every client now and to every client
@@ -145,7 +148,8 @@ class Server {
 
   // Applies one fault-injection spec (grammar in docs/CLI.md, "derp-serve --fault"), e.g.
   // "drop=25", "latency=200ms", "health=text", "restart=1s,30s", "close=nodekey:HEX",
-  // "stall=nodekey:HEX", "churn=nodekey:HEX", "clear". kUsage on a bad spec. Returns what was done.
+  // "stall=nodekey:HEX", "unstall=nodekey:HEX", "churn=nodekey:HEX", "clear". kUsage on a bad
+  // spec. Returns what was done.
   Result<std::string> apply_fault(std::string_view spec);
 
  private:

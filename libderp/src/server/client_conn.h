@@ -70,6 +70,14 @@ class PacketRing {
   size_t size_ = 0;
 };
 
+// WebSocket close codes the relay sends when it ends a connection (RFC 6455 §7.4.1).
+enum class CloseCode : uint16_t {
+  kNormal = 1000,     // closed on purpose (ClosePeer, close= fault)
+  kGoingAway = 1001,  // the relay is shutting down
+  kProtocol = 1002,   // the client broke the DERP protocol
+  kPolicy = 1008,     // refused (allow-keys, admission URL, handshake timeout)
+};
+
 // What watchers learn about a connection (PeerPresent).
 struct Presence {
   NodePublic key;
@@ -102,8 +110,12 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void send_restarting(uint32_t reconnect_in_ms, uint32_t try_for_ms);
   // True when nothing is queued or being written (graceful shutdown waits for it).
   bool write_idle();
-  // Closes the connection on its own loop.
-  virtual void close_async(std::string why) = 0;
+  // Closes the connection on its own loop. A WebSocket client first gets a close frame with
+  // `code` (RFC 6455 §7.4); plain TCP and TLS clients see the stream end.
+  virtual void close_async(std::string why, CloseCode code = CloseCode::kNormal) = 0;
+  // Fault injection: clears stall_reads and, on the connection's own loop, starts reading
+  // again if the reader had stopped for it.
+  virtual void resume_reads_async() = 0;
 
   const NodePublic& key() const { return presence_.key; }
   const Presence& presence() const { return presence_; }
@@ -116,7 +128,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::atomic<bool> active{false};
   bool registered = false;  // relay lock
   bool watcher = false;     // relay lock
-  // Fault injection: the reader stops reading from this connection for good.
+  // Fault injection: the reader stops reading from this connection until resume_reads_async().
   std::atomic<bool> stall_reads{false};
 
  protected:

@@ -136,17 +136,26 @@ class Connection final : public ClientConn {
         // derper accepts, then closes: the client offered no exact "derp" subprotocol.
         self->log(
             fmt::format("{}: WebSocket client must speak the derp subprotocol", self->remote_));
-        return self->ws_close(beast::websocket::close_code::policy_error,
-                              "client must speak the derp subprotocol");
+        return self->ws_close(CloseCode::kPolicy, "client must speak the derp subprotocol");
       }
       self->stats_.add(Counter::kWebSocketAccepts);
+      self->ws_open_ = true;
       self->start_derp(/*fast_start=*/true, /*not_ideal=*/false);  // no 101-DERP inside WS
     });
   }
 
-  void close_async(std::string why) override {
+  void close_async(std::string why, CloseCode code) override {
     asio::post(stream_.get_executor(),
-               [self = self_ptr(), why = std::move(why)] { self->close(why); });
+               [self = self_ptr(), why = std::move(why), code] { self->close_with(code, why); });
+  }
+
+  void resume_reads_async() override {
+    asio::post(stream_.get_executor(), [self = self_ptr()] {
+      self->stall_reads.store(false, std::memory_order_relaxed);
+      if (self->closed_ || self->ws_closing_ || !self->read_parked_) return;
+      self->read_parked_ = false;
+      self->read_loop();
+    });
   }
 
  private:
@@ -174,24 +183,53 @@ class Connection final : public ClientConn {
     if constexpr (kWs) {
       if (stream_.got_text()) {
         log(fmt::format("{}: WebSocket text message, closing", peer_or_remote()));
-        ws_close(beast::websocket::close_code::unknown_data, "expected binary message");
+        ws_close_raw(beast::websocket::close_code::unknown_data, "expected binary message");
         return false;
       }
     }
     return true;
   }
 
-  void ws_close(beast::websocket::close_code code, const char* why) {
+  void ws_close(CloseCode code, std::string why) {
+    ws_close_raw(static_cast<beast::websocket::close_code>(code), std::move(why));
+  }
+
+  // Ends the connection: a WebSocket client (once its upgrade was accepted) first gets a close
+  // frame with `code`, as Go's websocket library sends when derper closes; TCP and TLS clients
+  // see the stream end.
+  void close_with(CloseCode code, const std::string& why) {
     if constexpr (kWs) {
+      if (!closed_ && ws_open_) return ws_close(code, why);
+    }
+    close(why);
+  }
+
+  // Sends the close frame (after a write in flight, which Beast waits for), stops reading and
+  // writing DERP, and closes the stream when the peer answers or after the handshake timeout.
+  // The reason text is cut to the 123 bytes a close frame holds.
+  void ws_close_raw(beast::websocket::close_code code, std::string why) {
+    if constexpr (kWs) {
+      if (closed_ || ws_closing_) return;
+      ws_closing_ = true;
+      shut_queues();
       hs_timer_.cancel();
-      stream_.async_close(
-          beast::websocket::close_reason(code, why),
-          [self = self_ptr(), why](boost::system::error_code) { self->close(why); });
+      if (opts_.verbose) {
+        log(fmt::format("{}: WebSocket close {} ({})", peer_or_remote(), static_cast<int>(code),
+                        why));
+      }
+      beast::websocket::close_reason reason(code);
+      reason.reason.assign(why.data(), std::min<size_t>(why.size(), 123));
+      stream_.async_close(reason, [self = self_ptr(), why](boost::system::error_code) {
+        self->close(why);
+      });
       // Do not wait forever for the peer's close frame.
       hs_timer_.expires_after(opts_.handshake_timeout);
       hs_timer_.async_wait([self = self_ptr(), why](boost::system::error_code ec) {
         if (!ec) self->close(why);
       });
+    } else {
+      (void)code;
+      close(why);
     }
   }
 
@@ -204,7 +242,7 @@ class Connection final : public ClientConn {
       if (ec || self->closed_ || self->handshake_done_) return;
       self->log(fmt::format("{}: handshake timeout after {} ms", self->remote_,
                             self->opts_.handshake_timeout.count()));
-      self->close("handshake timeout");
+      self->close_with(CloseCode::kPolicy, "handshake timeout");
     });
   }
 
@@ -350,7 +388,7 @@ class Connection final : public ClientConn {
 
   void refuse(std::string why) {
     log(fmt::format("{}: DERP handshake refused: {}", remote_, why));
-    close(why);
+    close_with(CloseCode::kProtocol, why);
   }
 
   void on_client_info(uint32_t len) {
@@ -394,7 +432,7 @@ class Connection final : public ClientConn {
   void refuse_client(const NodePublic& key, Counter counter, const std::string& why) {
     stats_.add(counter);
     log(fmt::format("{}: refused client {}: {}", remote_, key.to_string(), why));
-    close("refused: " + why);
+    close_with(CloseCode::kPolicy, "refused: " + why);
   }
 
   void admitted(const OpenedClientInfo& opened_info, bool mesh) {
@@ -448,7 +486,10 @@ class Connection final : public ClientConn {
   void read_raw() {
     for (int i = 0; i < 16; ++i) {
       if (closed_) return;
-      if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
+      if (stall_reads.load(std::memory_order_relaxed)) {  // fault injection
+        read_parked_ = true;
+        return;
+      }
       make_room();
       boost::system::error_code ec;
       const size_t n = stream_.read_some(
@@ -488,8 +529,11 @@ class Connection final : public ClientConn {
   // a few bytes of the connection itself instead of a pool chunk, so an idle connection still
   // pins no chunk; those bytes are then moved into a chunk and the rest read in place.
   void read_async() {
-    if (closed_) return;
-    if (stall_reads.load(std::memory_order_relaxed)) return;  // fault injection
+    if (closed_ || ws_closing_) return;
+    if (stall_reads.load(std::memory_order_relaxed)) {  // fault injection
+      read_parked_ = true;
+      return;
+    }
     if (rbegin_ == rend_ && !more_buffered()) {
       if (rchunk_ != nullptr) {
         ChunkPool::unref(rchunk_);
@@ -571,7 +615,7 @@ class Connection final : public ClientConn {
     auto r = process_frames(rchunk_, rchunk_->data() + rbegin_, rend_ - rbegin_);
     if (!r) {
       log(fmt::format("{}: closing: {}", peer_name(), r.error().message));
-      close(r.error().message);
+      close_with(CloseCode::kProtocol, r.error().message);
       return false;
     }
     rbegin_ += *r;
@@ -602,7 +646,7 @@ class Connection final : public ClientConn {
   }
 
   void flush() {
-    if (closed_ || write_in_progress_) return;
+    if (closed_ || write_in_progress_ || ws_closing_) return;
     if (!begin_batch()) return;
     write_in_progress_ = true;
     write_started_ = std::chrono::steady_clock::now();
@@ -703,6 +747,9 @@ class Connection final : public ClientConn {
   Presence presence_scratch_;
   bool not_ideal_ = false;
   bool handshake_done_ = false;
+  bool ws_open_ = false;     // the WebSocket upgrade was accepted: closes send a close frame
+  bool ws_closing_ = false;  // our close frame is on its way; no more DERP reads or writes
+  bool read_parked_ = false;  // the reader stopped for a stall= fault
 
   // Reader (own loop).
   Chunk* rchunk_ = nullptr;

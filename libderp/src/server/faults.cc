@@ -93,10 +93,32 @@ Result<FaultSpec> parse_fault(std::string_view spec) {
   }
   if (name == "close") return need_key(FaultSpec::Kind::kClose);
   if (name == "stall") return need_key(FaultSpec::Kind::kStall);
+  if (name == "unstall") return need_key(FaultSpec::Kind::kUnstall);
   if (name == "churn") return need_key(FaultSpec::Kind::kChurn);
   return bad(spec,
              "unknown fault (want clear, health=, restart=, drop=, latency=, close=, stall=, "
-             "churn=)");
+             "unstall=, churn=)");
+}
+
+std::optional<std::string> fault_refused_at_start(const FaultSpec& f) {
+  using K = FaultSpec::Kind;
+  switch (f.kind) {
+    case K::kDrop:
+    case K::kLatency:
+    case K::kHealth:
+      return std::nullopt;
+    case K::kRestart:
+      return "restart= is a one-off frame to the clients connected at that moment, and none is "
+             "connected at start";
+    case K::kClose:
+    case K::kStall:
+    case K::kUnstall:
+    case K::kChurn:
+      return "it acts on a connected node key, and none is connected at start";
+    case K::kClear:
+      return "clear undoes faults, and none is set before start";
+  }
+  return "unknown fault";
 }
 
 bool FaultState::should_drop() {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,13 +17,14 @@ namespace derp::server {
 
 struct FaultSpec {
   enum class Kind {
-    kClear,    // "clear": drop and latency off (health is cleared with "health=")
+    kClear,    // "clear": drop and latency off, stalled readers resume ("health=" clears health)
     kHealth,   // "health=TEXT": Health frame to everyone (empty TEXT = healthy again)
     kRestart,  // "restart[=RECONNECT_IN[,TRY_FOR]]": ServerRestarting frame to everyone
     kDrop,     // "drop=PERCENT": drop that share of relayed packets (0 = off)
     kLatency,  // "latency=DURATION": hold every write that long (0 = off)
     kClose,    // "close=nodekey:HEX": close that key's connections
     kStall,    // "stall=nodekey:HEX": stop reading from that key's connections
+    kUnstall,  // "unstall=nodekey:HEX": read from them again
     kChurn,    // "churn=nodekey:HEX": act as if a duplicate of the key had spoken last
   };
   Kind kind = Kind::kClear;
@@ -36,6 +38,11 @@ struct FaultSpec {
 
 // Parses one spec; kUsage with the reason on bad input.
 Result<FaultSpec> parse_fault(std::string_view spec);
+
+// Why a fault cannot be given at start (derp-serve --fault, ServerOptions::faults), or nullopt
+// when it can: the kinds that act on connected clients or undo something have nothing to act
+// on before the relay runs.
+std::optional<std::string> fault_refused_at_start(const FaultSpec& f);
 
 // "250ms", "2s", "1m", "0": the small duration grammar fault specs use.
 Result<std::chrono::milliseconds> parse_fault_duration(std::string_view text);

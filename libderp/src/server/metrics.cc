@@ -14,20 +14,63 @@ namespace derp::server {
 
 namespace {
 
-// Keys that are one value of a labelled family in derper (its expvar LabelMaps).
+// Where a counter-map key lives in derper's expvars. Most keys are in the "derp" set
+// (Prometheus "derp_<name>"); a few are expvars of their own: "derp_websocket_accepts"
+// (cmd/derper/websocket.go), the "stun" set (stun_requests{disposition}, stun_addrfamily
+// {family}) and the "tls_listener" set of the rate-limited listener (tls_listener_*).
+// Keys that are one value of a labelled family (derper's metrics.LabelMap) are listed here.
 struct LabelledFamily {
   std::string_view key_prefix;  // e.g. "packets_dropped_reason_"
-  std::string_view family;      // Prometheus name without "derp_"
+  std::string_view set;         // the expvar set: "derp" or "stun"
+  std::string_view name;        // its name in the set, e.g. "counter_packets_dropped_reason"
   std::string_view label;
 };
 constexpr std::array<LabelledFamily, 6> kLabelled = {{
-    {"clients_refused_reason_", "clients_refused_reason", "reason"},
-    {"packets_dropped_reason_", "packets_dropped_reason", "reason"},
-    {"packets_dropped_kind_", "packets_dropped_kind", "kind"},
-    {"packets_received_kind_", "packets_received_kind", "kind"},
-    {"stun_requests_", "stun_requests", "disposition"},
-    {"stun_addrfamily_", "stun_addrfamily", "family"},
+    {"clients_refused_reason_", "derp", "counter_clients_refused_reason", "reason"},  // ours
+    {"packets_dropped_reason_", "derp", "counter_packets_dropped_reason", "reason"},
+    {"packets_dropped_type_", "derp", "counter_packets_dropped_type", "type"},
+    {"packets_received_kind_", "derp", "counter_packets_received_kind", "kind"},
+    {"stun_requests_", "stun", "counter_requests", "disposition"},
+    {"stun_addrfamily_", "stun", "counter_addrfamily", "family"},
 }};
+
+// Top-level expvars that are not in the "derp" set: key prefix -> (set, name within the set);
+// an empty set means the key is a top-level expvar itself.
+struct OwnVar {
+  std::string_view key_prefix;
+  std::string_view set;
+  std::string_view name_prefix;
+};
+constexpr std::array<OwnVar, 2> kOwnVars = {{
+    {"derp_websocket_accepts", "", ""},
+    {"tls_listener_", "tls_listener", "counter_"},
+}};
+
+const LabelledFamily* labelled_family(std::string_view k) {
+  for (const auto& f : kLabelled) {
+    if (k.size() > f.key_prefix.size() && k.starts_with(f.key_prefix)) return &f;
+  }
+  return nullptr;
+}
+
+const OwnVar* own_var(std::string_view k) {
+  for (const auto& v : kOwnVars) {
+    if (k.starts_with(v.key_prefix)) return &v;
+  }
+  return nullptr;
+}
+
+// varz's naming: "<set>_" + the name without its gauge_/counter_ prefix, which sets the type.
+std::string varz_name(std::string_view set, std::string_view name, bool* gauge) {
+  *gauge = false;
+  if (name.starts_with("gauge_")) {
+    *gauge = true;
+    name.remove_prefix(6);
+  } else if (name.starts_with("counter_")) {
+    name.remove_prefix(8);
+  }
+  return set.empty() ? std::string(name) : std::string(set) + "_" + std::string(name);
+}
 
 struct Family {
   bool gauge = false;
@@ -76,27 +119,22 @@ std::string render_prometheus(const CounterMap& counters) {
   std::map<std::string, std::string_view> labels;  // family -> label name
   for (const auto& [key, value] : counters) {
     std::string_view k = key;
-    const LabelledFamily* lf = nullptr;
-    for (const auto& f : kLabelled) {
-      if (k.size() > f.key_prefix.size() && k.substr(0, f.key_prefix.size()) == f.key_prefix) {
-        lf = &f;
-        break;
-      }
-    }
-    if (lf) {
-      const std::string name = "derp_" + std::string(lf->family);
+    bool gauge = false;
+    if (const LabelledFamily* lf = labelled_family(k)) {
+      const std::string name = metric_name(varz_name(lf->set, lf->name, &gauge));
       families[name].samples.emplace_back(std::string(k.substr(lf->key_prefix.size())), value);
       labels[name] = lf->label;
       continue;
     }
-    bool gauge = false;
-    if (k.starts_with("gauge_")) {
-      gauge = true;
-      k.remove_prefix(6);
-    } else if (k.starts_with("counter_")) {
-      k.remove_prefix(8);
+    std::string name;
+    if (const OwnVar* v = own_var(k)) {
+      const std::string in_set =
+          std::string(v->name_prefix) + std::string(k.substr(v->set.empty() ? 0 : v->key_prefix.size()));
+      name = varz_name(v->set, in_set, &gauge);
+    } else {
+      name = varz_name("derp", k, &gauge);
     }
-    auto& fam = families["derp_" + metric_name(k)];
+    auto& fam = families[metric_name(name)];
     fam.gauge = gauge;
     fam.samples.emplace_back("", value);
   }
@@ -117,24 +155,28 @@ std::string render_prometheus(const CounterMap& counters) {
 }
 
 std::string render_expvar_json(const CounterMap& counters) {
-  nlohmann::json derp = nlohmann::json::object();
-  nlohmann::json requests = nlohmann::json::object();
-  nlohmann::json family = nlohmann::json::object();
+  // derper's /debug/vars layout: {"derp": {...}, "stun": {...}, "tls_listener": {...},
+  // "derp_websocket_accepts": n}, label maps as nested objects.
+  nlohmann::json root = {{"derp", nlohmann::json::object()},
+                         {"stun",
+                          {{"counter_requests", nlohmann::json::object()},
+                           {"counter_addrfamily", nlohmann::json::object()}}}};
   for (const auto& [key, value] : counters) {
     std::string_view k = key;
-    if (k.starts_with("stun_requests_")) {
-      requests[std::string(k.substr(14))] = value;
-    } else if (k.starts_with("stun_addrfamily_")) {
-      family[std::string(k.substr(16))] = value;
+    if (const LabelledFamily* lf = labelled_family(k)) {
+      root[std::string(lf->set)][std::string(lf->name)]
+          [std::string(k.substr(lf->key_prefix.size()))] = value;
+    } else if (const OwnVar* v = own_var(k)) {
+      if (v->set.empty()) {
+        root[key] = value;
+      } else {
+        root[std::string(v->set)][std::string(v->name_prefix) +
+                                  std::string(k.substr(v->key_prefix.size()))] = value;
+      }
     } else {
-      derp[key] = value;
+      root["derp"][key] = value;
     }
   }
-  nlohmann::json root = {
-      {"derp", std::move(derp)},
-      {"stun",
-       {{"counter_requests", std::move(requests)}, {"counter_addrfamily", std::move(family)}}},
-  };
   return root.dump(1) + "\n";
 }
 

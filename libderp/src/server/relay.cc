@@ -195,8 +195,24 @@ bool Relay::close_peer(const NodePublic& key) {
     if (it == clients_.end()) return false;
     conns = it->second.conns;
   }
-  for (auto& c : conns) c->close_async("closed by a mesh peer's ClosePeer");
+  for (auto& c : conns) c->close_async("closed on request (ClosePeer or close= fault)");
   return true;
+}
+
+void Relay::close_all(CloseCode code, const std::string& why) {
+  for (auto& c : all_conns()) c->close_async(why, code);
+}
+
+bool Relay::connected(const NodePublic& key) const {
+  std::shared_lock lock(mu_);
+  return clients_.find(key) != clients_.end();
+}
+
+size_t Relay::connection_count() const {
+  std::shared_lock lock(mu_);
+  size_t n = 0;
+  for (auto& [key, set] : clients_) n += set.conns.size();
+  return n;
 }
 
 void Relay::add_forwarder(const NodePublic& key, Forwarder* f) {
@@ -261,6 +277,21 @@ bool Relay::stall(const NodePublic& key) {
   if (it == clients_.end()) return false;
   for (auto& c : it->second.conns) c->stall_reads.store(true, std::memory_order_relaxed);
   return true;
+}
+
+size_t Relay::unstall(const NodePublic* key) {
+  std::vector<std::shared_ptr<ClientConn>> stalled;
+  {
+    std::shared_lock lock(mu_);
+    for (auto& [k, set] : clients_) {
+      if (key && k != *key) continue;
+      for (auto& c : set.conns) {
+        if (c->stall_reads.load(std::memory_order_relaxed)) stalled.push_back(c);
+      }
+    }
+  }
+  for (auto& c : stalled) c->resume_reads_async();
+  return stalled.size();
 }
 
 bool Relay::churn(const NodePublic& key) {

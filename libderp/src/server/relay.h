@@ -54,6 +54,12 @@ class Relay {
   void add_watcher(const std::shared_ptr<ClientConn>& c);
   // ClosePeer: closes every connection of `key`. False when nobody has that key.
   bool close_peer(const NodePublic& key);
+  // Closes every registered connection (WebSocket clients get a close frame with `code`).
+  void close_all(CloseCode code, const std::string& why);
+  // Registered connections right now.
+  size_t connection_count() const;
+  // True when `key` has a connection here.
+  bool connected(const NodePublic& key) const;
 
   // Health problem for everyone now and for every later client ("" = healthy).
   void set_health(std::string problem);
@@ -66,6 +72,9 @@ class Relay {
   // spoken last (packets drop as dup_client until one of them speaks). False: not connected.
   bool stall(const NodePublic& key);
   bool churn(const NodePublic& key);
+  // Undoes stall(): every stalled connection of `key` (nullptr: of every key) reads again.
+  // Returns how many connections were resumed.
+  size_t unstall(const NodePublic* key);
 
   FaultState& faults() { return faults_; }
   // Set once by the server before the loops run.

@@ -208,12 +208,11 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   for (const auto& spec : impl->opts.faults) {
     auto f = server::parse_fault(spec);
     if (!f) return std::move(f).error();
-    using K = server::FaultSpec::Kind;
-    if (f->kind != K::kDrop && f->kind != K::kLatency && f->kind != K::kHealth) {
-      return Error(ErrorKind::kUsage,
-                   fmt::format("fault {:?}: only drop=, latency= and health= apply at start; "
-                               "send the others to POST /debug/fault",
-                               spec));
+    if (auto why = server::fault_refused_at_start(*f)) {
+      return Error(ErrorKind::kUsage, fmt::format("fault {:?} cannot be applied at start: {}; "
+                                                  "send it to POST /debug/fault once clients are "
+                                                  "connected",
+                                                  spec, *why));
     }
   }
   for (int i = 0; i < threads; ++i) {
@@ -357,6 +356,12 @@ void Server::graceful_stop(std::chrono::milliseconds flush_timeout) {
   while (!impl_->relay.all_writes_idle() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // Then close every client: WebSocket clients get a 1001 (going away) close frame and a moment
+  // to answer it, within the same deadline.
+  impl_->relay.close_all(server::CloseCode::kGoingAway, "relay shutting down");
+  while (impl_->relay.connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   stop();
 }
 
@@ -376,11 +381,14 @@ Result<std::string> Server::Impl::apply_fault(std::string_view spec) {
                                                 f->key.to_string()));
   };
   switch (f->kind) {
-    case K::kClear:
+    case K::kClear: {
       relay.faults().set_drop_percent(0);
       relay.faults().set_latency(std::chrono::milliseconds(0));
-      done = "drop and latency faults cleared";
+      const size_t resumed = relay.unstall(nullptr);
+      done = fmt::format("drop and latency faults cleared, {} stalled connection(s) resumed",
+                         resumed);
       break;
+    }
     case K::kHealth:
       relay.set_health(f->text);
       done = f->text.empty() ? "health cleared" : fmt::format("health set to {:?}", f->text);
@@ -406,6 +414,14 @@ Result<std::string> Server::Impl::apply_fault(std::string_view spec) {
     case K::kStall:
       if (!relay.stall(f->key)) return not_connected();
       done = fmt::format("stopped reading from {}", f->key.to_string());
+      break;
+    case K::kUnstall:
+      if (relay.unstall(&f->key) == 0) {
+        if (!relay.connected(f->key)) return not_connected();
+        done = fmt::format("{} was not stalled", f->key.to_string());
+      } else {
+        done = fmt::format("reading from {} again", f->key.to_string());
+      }
       break;
     case K::kChurn:
       if (!relay.churn(f->key)) return not_connected();

@@ -44,8 +44,8 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "packets_received_kind_other",
       "packets_dropped",
       "bytes_dropped",
-      "packets_dropped_kind_disco",
-      "packets_dropped_kind_other",
+      "packets_dropped_type_disco",
+      "packets_dropped_type_other",
       "got_ping",
       "sent_pong",
       "peer_gone_disconnected_frames",
@@ -67,16 +67,18 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "stun_addrfamily_ipv4",
       "stun_addrfamily_ipv6",
       "rate_limit_per_client_waited",
-      "counter_rejected_connections",
+      "tls_listener_rejected_connections",
       "clients_refused_reason_allow_keys",
       "clients_refused_reason_verify_client_url",
-      "websocket_accepts",
+      "derp_websocket_accepts",
       "mesh_frames_refused",
       "mesh_forward_drops",
   };
   for (int i = 0; i < static_cast<int>(Counter::kCount); ++i) {
     out[kNames[i]] = v_[i].load(std::memory_order_relaxed);
   }
+  // derper's rate-limited listener counts the connections it let through; so do our accepts.
+  out["tls_listener_accepted_connections"] = out["accepts"];
   for (int i = 0; i < static_cast<int>(DropReason::kCount); ++i) {
     out[std::string("packets_dropped_reason_") + drop_reason_name(static_cast<DropReason>(i))] =
         drops_[i].load(std::memory_order_relaxed);

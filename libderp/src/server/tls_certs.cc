@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 namespace derp::server {
 
@@ -82,9 +84,13 @@ std::string bio_text(BIO* bio) {
   return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
 }
 
-// What derper's createSelfSignedIPCert makes: a P-256 key, O=derper, the IP as the only SAN,
-// server-auth usage, 30 days; written as PEM (key PKCS#8, mode 0600) next to where derper
-// looks for it, so a restart serves the same certificate (and pin).
+// What derper's createSelfSignedIPCert (cmd/derper/cert.go) makes: a P-256 key; a random
+// serial below 2^128; Subject = Issuer = CN=<the IP>; valid from now for one calendar year
+// (derper: "a bit over that is rejected by macOS"); key usage digitalSignature +
+// keyEncipherment and extended key usage serverAuth; basic constraints CA:FALSE; the IP as the
+// only SAN. Written as PEM, the key in SEC1 form ("EC PRIVATE KEY", mode 0600) and the
+// certificate 0644, in a directory created 0700 when missing, so a restart serves the same
+// certificate (and pin).
 Result<void> generate_self_signed(const std::string& ip, const std::string& crt_path,
                                   const std::string& key_path) {
   auto fail = [](std::string what) {
@@ -98,18 +104,23 @@ Result<void> generate_self_signed(const std::string& ip, const std::string& crt_
   X509_set_version(cert.get(), 2);
   unsigned char serial[16];
   if (RAND_bytes(serial, sizeof serial) != 1) return fail("serial");
-  serial[0] &= 0x7f;  // positive
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);  // unsigned: 0 <= serial < 2^128
   ASN1_INTEGER* sn = bn ? BN_to_ASN1_INTEGER(bn, nullptr) : nullptr;
   BN_free(bn);
   if (!sn) return fail("serial");
   X509_set_serialNumber(cert.get(), sn);
   ASN1_INTEGER_free(sn);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 30L * 24 * 3600);
+  const std::time_t now = std::time(nullptr);
+  std::tm until{};
+  ::gmtime_r(&now, &until);
+  until.tm_year += 1;  // Go's AddDate(1, 0, 0): Feb 29 becomes Mar 1, as timegm normalises
+  if (!ASN1_TIME_set(X509_getm_notBefore(cert.get()), now) ||
+      !ASN1_TIME_set(X509_getm_notAfter(cert.get()), ::timegm(&until))) {
+    return fail("validity");
+  }
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("derper"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(ip.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), name);
   X509_set_pubkey(cert.get(), key.get());
   X509V3_CTX v3;
@@ -132,9 +143,17 @@ Result<void> generate_self_signed(const std::string& ip, const std::string& crt_
 
   BioPtr cbio(BIO_new(BIO_s_mem()));
   BioPtr kbio(BIO_new(BIO_s_mem()));
-  if (!cbio || !kbio || PEM_write_bio_X509(cbio.get(), cert.get()) != 1 ||
-      PEM_write_bio_PrivateKey(kbio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  // "type-specific" is SEC1 for an EC key: the "EC PRIVATE KEY" PEM block derper writes.
+  OSSL_ENCODER_CTX* enc = OSSL_ENCODER_CTX_new_for_pkey(key.get(), EVP_PKEY_KEYPAIR,
+                                                        "PEM", "type-specific", nullptr);
+  const bool key_ok = enc != nullptr && kbio && OSSL_ENCODER_to_bio(enc, kbio.get()) == 1;
+  OSSL_ENCODER_CTX_free(enc);
+  if (!cbio || !key_ok || PEM_write_bio_X509(cbio.get(), cert.get()) != 1) {
     return fail("PEM encoding");
+  }
+  const std::string dir = crt_path.substr(0, crt_path.rfind('/'));
+  if (!dir.empty() && dir != crt_path && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error(ErrorKind::kIo, fmt::format("creating {}: {}", dir, std::strerror(errno)));
   }
   if (!write_file(key_path, bio_text(kbio.get()), 0600)) {
     return Error(ErrorKind::kIo, fmt::format("writing {}: {}", key_path, std::strerror(errno)));

@@ -1,0 +1,110 @@
+// The TCP options derp-serve sets on accepted sockets (derper's -tcp-keepalive-time and
+// -tcp-user-timeout), read back with getsockopt from the relay's own accepted socket: the test
+// runs the relay in-process, so that socket is one of this process's file descriptors.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "derp/server.h"
+#include "support/relay_harness.h"
+
+namespace derp::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The fd of this process's socket bound to 127.0.0.1:`local_port` whose peer is
+// 127.0.0.1:`peer_port`: the relay's end of a connection the test opened.
+std::optional<int> sockopt_find_accepted(uint16_t local_port, uint16_t peer_port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return std::nullopt;
+  std::optional<int> found;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    sockaddr_in self{}, peer{};
+    socklen_t len = sizeof self;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &len) != 0 ||
+        self.sin_family != AF_INET || ntohs(self.sin_port) != local_port) {
+      continue;
+    }
+    len = sizeof peer;
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        ntohs(peer.sin_port) != peer_port) {
+      continue;  // the listener itself, or another client's connection
+    }
+    found = static_cast<int>(fd);
+    break;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+int sockopt_int(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(::getsockopt(fd, level, name, &v, &len), 0) << "getsockopt " << level << "/" << name;
+  return v;
+}
+
+// Opens a connection and completes one HTTP exchange on it, so the relay has accepted it (and
+// applied its socket options) before the test looks; returns the connection.
+std::unique_ptr<RawConn> sockopt_connect(const Server& relay) {
+  auto raw = std::make_unique<RawConn>(relay.port());
+  EXPECT_TRUE(raw->ok());
+  EXPECT_TRUE(raw->write("GET /generate_204 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto res = raw->read_http_response();
+  EXPECT_TRUE(res.has_value());
+  return raw;
+}
+
+TEST(RelaySocketOptions, KeepaliveAndUserTimeoutAreSetOnAcceptedSockets) {
+  ServerOptions o;
+  o.tcp_keepalive = 37s;
+  o.tcp_user_timeout = 4321ms;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto raw = sockopt_connect(*relay);
+  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  ASSERT_TRUE(fd.has_value()) << "the relay's socket for the test's connection";
+  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  // As Go's net package does for derper: the probe interval equals the idle time.
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 37);
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPINTVL), 37);
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 4321);
+}
+
+TEST(RelaySocketOptions, DerperDefaultsAreTenMinutesAndFifteenSeconds) {
+  auto relay = start_relay({});
+  ASSERT_TRUE(relay);
+  auto raw = sockopt_connect(*relay);
+  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  ASSERT_TRUE(fd.has_value());
+  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 600);
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 15000);
+}
+
+TEST(RelaySocketOptions, ZeroLeavesKeepaliveAndUserTimeoutOff) {
+  ServerOptions o;
+  o.tcp_keepalive = 0ms;
+  o.tcp_user_timeout = 0ms;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto raw = sockopt_connect(*relay);
+  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  ASSERT_TRUE(fd.has_value());
+  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+}
+
+}  // namespace
+}  // namespace derp::test

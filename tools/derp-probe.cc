@@ -6,10 +6,9 @@
 //   derp-probe --prober (--once [--assert 'failed==0'] | --listen HOST:PORT [--interval 30s])
 //              [--derp-map ...]
 // Exit codes: docs/CLI.md (1 = lint findings / failed checks / a violated assertion).
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
@@ -191,7 +190,7 @@ void print_report(const DERPMap& map, const Report& r, bool explain) {
 
 const std::vector<MetricSpec>& report_metrics() {
   static const std::vector<MetricSpec> kMetrics = {
-      {"preferred", MetricKind::kName, false},  // region code or id; "none" when no region won
+      {"preferred", MetricKind::kName, false},   // region code or id; "none" when no region won
       {"latency", MetricKind::kDuration, true},  // latency(REGION): STUN, else HTTPS
       {"udp", MetricKind::kBool, false},
       {"ipv4", MetricKind::kBool, false},
@@ -324,8 +323,8 @@ int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
   for (const auto& c : results) {
     if (!c.ok) failed.push_back(&c);
   }
-  AssertReport rep = evaluate_asserts(
-      asserts, [&](std::string_view m, std::string_view) -> std::optional<double> {
+  AssertReport rep =
+      evaluate_asserts(asserts, [&](std::string_view m, std::string_view) -> std::optional<double> {
         if (m == "failed") return static_cast<double>(failed.size());
         if (m == "passed") return static_cast<double>(results.size() - failed.size());
         if (m == "checks") return static_cast<double>(results.size());
@@ -453,8 +452,9 @@ int main(int argc, char** argv) {
   if (auto code = cli.parse(argc, argv)) return *code;
 
   if (lint->parsed() && !assert_texts.empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "--assert does not apply to lint (it exits 1 on "
-                                             "findings)"));
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--assert does not apply to lint (it exits 1 on "
+                          "findings)"));
   }
   if (prober && !once && !assert_texts.empty()) {
     return cli.fail(Error(ErrorKind::kUsage, "--assert needs --once in prober mode"));

@@ -1,7 +1,8 @@
 // derp-watch: follow who is connected to DERP relays through the mesh watch stream, and check a
 // mesh end to end.
 //   derp-watch SERVER... (--mesh-psk-file FILE | --mesh-key HEX) [--once] [--count N]
-//              [--timeout D] [--json] [--ca-file PEM] [--insecure] [--cert-name NAME|sha256-raw:HEX]
+//              [--timeout D] [--json] [--ca-file PEM] [--insecure]
+//              [--cert-name NAME|sha256-raw:HEX]
 //   derp-watch --check-mesh SERVER... [--mesh-psk-file FILE | --mesh-key HEX] [--timeout D]
 //              [--json] [TLS flags as above]
 // Watching: prints each relay's peer list once its initial list is complete (the Pong after

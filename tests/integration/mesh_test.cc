@@ -1,11 +1,11 @@
 // Relay mesh (PROTOCOL.md §4.5, §4.12, §5, §7.4): three in-process relays in a full mesh on
 // 127.0.0.1, the watch loop, and derp-watch (--once, --json, --check-mesh) run as a process.
-#include <algorithm>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -244,8 +244,8 @@ TEST_F(Mesh3KeepsKeysOfDownLinks, KeyOnTwoRelaysStaysReachableWhenTheLinkInUseGo
   const auto until = Clock::now() + kWait;
   for (uint64_t seq = 0; used == 0 && Clock::now() < until; ++seq) {
     const std::string text = "to K #" + std::to_string(seq);
-    ASSERT_TRUE(sender->send(k.public_key(), {reinterpret_cast<const uint8_t*>(text.data()),
-                                              text.size()}));
+    ASSERT_TRUE(
+        sender->send(k.public_key(), {reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
     for (int i : {1, 2}) {
       auto m = holders[i]->recv(50ms);
       auto* p = m ? std::get_if<ReceivedPacket>(&*m) : nullptr;
@@ -539,8 +539,8 @@ TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
   const std::string key = (*c)->self_public_key().to_string();
 
   // --once retries a failing connect until --timeout, then exits with the last error's code.
-  auto r = run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json", "--timeout",
-                                   "1s"});
+  auto r =
+      run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json", "--timeout", "1s"});
   EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
   r = run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json", "--timeout", "1s",
                               "--cert-name", "sha256-raw:" + std::string(64, '0')});
@@ -561,8 +561,8 @@ TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
   // --check-mesh dials too: one TLS relay, a client on it sending to another on it.
   r = run_tool("derp-watch", {"--check-mesh", url, "--json", "--timeout", "3s"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  r = run_tool("derp-watch", {"--check-mesh", url, "--json", "--ca-file", ca_file, "--mesh-key",
-                              psk.hex()});
+  r = run_tool("derp-watch",
+               {"--check-mesh", url, "--json", "--ca-file", ca_file, "--mesh-key", psk.hex()});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["pairs"].size(), 1u);

@@ -492,8 +492,8 @@ TEST_F(Probe, ProberServesPrometheusMetrics) {
 TEST_F(Probe, AssertPassesWhenPreferredLatencyAndUdpHold) {
   auto map = write_map(map_json({}, favour_901()));
   auto res = run_tool("derp-probe", {"--derp-map", map, "--json", "--assert",
-                                     "preferred==r2,latency(r2)<10s,udp==true",
-                                     "--assert", "regions_reachable==3,preferred!=900"});
+                                     "preferred==r2,latency(r2)<10s,udp==true", "--assert",
+                                     "regions_reachable==3,preferred!=900"});
   ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
   json j = last_json(res.out);
   EXPECT_TRUE(j.at("ok").get<bool>());
@@ -534,16 +534,16 @@ TEST_F(Probe, BadAssertionExitsTwoNamingTheMetricOrRegion) {
   EXPECT_NE(res.err.find("udp compares only with == or !="), std::string::npos) << res.err;
   res = run_tool("derp-probe", {"lint", map, "--assert", "failed==0"});
   EXPECT_EQ(res.exit_code, 2) << res.err;
-  res = run_tool("derp-probe",
-                 {"--prober", "--listen", "127.0.0.1:0", "--derp-map", map, "--assert", "failed==0"});
+  res = run_tool("derp-probe", {"--prober", "--listen", "127.0.0.1:0", "--derp-map", map,
+                                "--assert", "failed==0"});
   EXPECT_EQ(res.exit_code, 2) << res.err;
   EXPECT_NE(res.err.find("--assert needs --once"), std::string::npos) << res.err;
 }
 
 TEST_F(Probe, ProberOnceAssertsOverTheRound) {
   auto map = write_map(map_json());
-  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--json",
-                                     "--assert", "failed==0,checks>=12,passed==checks"});
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--json", "--assert",
+                                     "failed==0,checks>=12,passed==checks"});
   // "passed==checks" compares with a number, not another metric: a usage error.
   EXPECT_EQ(res.exit_code, 2) << res.err;
   res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--json", "--assert",
@@ -596,15 +596,20 @@ class ProbeIpv6 : public ::testing::Test {
     auto s = Server::start(std::move(o));
     ASSERT_TRUE(s) << s.error().message;
     relay_ = std::move(*s);
-    json node = {{"Name", "950a"},          {"RegionID", 950},
-                 {"HostName", "localhost"}, {"IPv4", "none"},
-                 {"IPv6", "::1"},           {"STUNPort", relay_->stun_port()},
-                 {"DERPPort", relay_->port()}, {"InsecureForTests", true}};
+    json node = {{"Name", "950a"},
+                 {"RegionID", 950},
+                 {"HostName", "localhost"},
+                 {"IPv4", "none"},
+                 {"IPv6", "::1"},
+                 {"STUNPort", relay_->stun_port()},
+                 {"DERPPort", relay_->port()},
+                 {"InsecureForTests", true}};
     json m = {{"Regions",
-               {{"950", {{"RegionID", 950},
-                         {"RegionCode", "v6"},
-                         {"RegionName", "IPv6 only"},
-                         {"Nodes", json::array({node})}}}}}};
+               {{"950",
+                 {{"RegionID", 950},
+                  {"RegionCode", "v6"},
+                  {"RegionName", "IPv6 only"},
+                  {"Nodes", json::array({node})}}}}}};
     map_ = write_temp_file("map-v6.json", m.dump(2));
   }
   void TearDown() override {

@@ -318,9 +318,9 @@ std::vector<std::string> AssertReport::failures() const {
   for (const auto& o : outcomes) {
     if (o.ok) continue;
     const Assertion& a = o.assertion;
-    std::string got = !o.value ? "n/a (not measured)"
+    std::string got = !o.value                                 ? "n/a (not measured)"
                       : a.kind == MetricKind::kName && name_of ? name_of(a.metric, *o.value)
-                                                              : format_metric(*o.value, a.kind);
+                                                               : format_metric(*o.value, a.kind);
     const std::string want =
         a.kind == MetricKind::kName ? a.want_text : format_metric(a.want, a.kind);
     out.push_back("assert failed: " + metric_label(a) + "=" + got + ", want " +

@@ -1,15 +1,18 @@
 // derp-probe: netcheck over a DERP map (which regions answer, how fast, which one is home and
 // why), a DERP map linter, and a prober for monitoring and CI.
 //   derp-probe [--derp-map FILE|URL]... [--json] [--explain] [--previous REPORT.json]
+//              [--assert 'preferred==nyc,latency(nyc)<50ms,udp==true']
 //   derp-probe lint MAP [--active] [--json]
-//   derp-probe --prober (--once | --listen HOST:PORT [--interval 30s]) [--derp-map ...]
-// Exit codes: docs/CLI.md (1 = lint findings / failed checks).
+//   derp-probe --prober (--once [--assert 'failed==0'] | --listen HOST:PORT [--interval 30s])
+//              [--derp-map ...]
+// Exit codes: docs/CLI.md (1 = lint findings / failed checks / a violated assertion).
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/assert.h"
 #include "common/cli.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
@@ -182,6 +186,128 @@ void print_report(const DERPMap& map, const Report& r, bool explain) {
   }
 }
 
+// ---- --assert over a netcheck report or a prober round
+
+const std::vector<MetricSpec>& report_metrics() {
+  static const std::vector<MetricSpec> kMetrics = {
+      {"preferred", MetricKind::kName, false},   // region code or id; "none" when no region won
+      {"latency", MetricKind::kDuration, true},  // latency(REGION): STUN, else HTTPS
+      {"udp", MetricKind::kBool, false},
+      {"ipv4", MetricKind::kBool, false},
+      {"ipv6", MetricKind::kBool, false},
+      {"captive_portal", MetricKind::kBool, false},
+      {"mapping_varies", MetricKind::kBool, false},
+      {"regions_reachable", MetricKind::kCount, false},
+      {"regions", MetricKind::kCount, false},
+  };
+  return kMetrics;
+}
+
+const std::vector<MetricSpec>& prober_metrics() {
+  static const std::vector<MetricSpec> kMetrics = {
+      {"failed", MetricKind::kCount, false},
+      {"passed", MetricKind::kCount, false},
+      {"checks", MetricKind::kCount, false},
+  };
+  return kMetrics;
+}
+
+// A region written as its RegionCode (case-insensitive) or its RegionID.
+std::optional<int> find_region(const DERPMap& map, std::string_view text) {
+  for (const auto& [id, r] : map.regions) {
+    if (r.region_code.size() == text.size() &&
+        std::equal(text.begin(), text.end(), r.region_code.begin(),
+                   [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+      return id;
+    }
+  }
+  int id = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec == std::errc() && p == text.data() + text.size() && map.regions.count(id)) return id;
+  return std::nullopt;
+}
+
+std::string known_regions(const DERPMap& map) {
+  std::string out;
+  for (const auto& [id, r] : map.regions) {
+    out += (out.empty() ? "" : ", ") + region_label(map, id);
+  }
+  return out.empty() ? "none" : out;
+}
+
+// Region names in the assertions become region ids; an unknown one is a usage error naming it.
+Result<void> resolve_regions(const DERPMap& map, std::vector<Assertion>& asserts) {
+  auto unknown = [&](const Assertion& a, const std::string& name) {
+    return Error(ErrorKind::kUsage, fmt::format("--assert \"{}\": unknown region \"{}\" "
+                                                "(regions: {})",
+                                                a.text, name, known_regions(map)));
+  };
+  for (auto& a : asserts) {
+    if (a.kind == MetricKind::kName) {
+      if (a.want_text == "none" || a.want_text == "0") {
+        a.want = 0;
+        continue;
+      }
+      auto id = find_region(map, a.want_text);
+      if (!id) return unknown(a, a.want_text);
+      a.want = *id;
+    }
+    if (a.metric == "latency") {
+      auto id = find_region(map, a.argument);
+      if (!id) return unknown(a, a.argument);
+      a.argument = std::to_string(*id);
+    }
+  }
+  return {};
+}
+
+AssertReport assert_report(const DERPMap& map, const Report& r,
+                           std::span<const Assertion> asserts) {
+  auto b = [](bool v) { return std::optional<double>(v ? 1.0 : 0.0); };
+  AssertReport rep = evaluate_asserts(
+      asserts, [&](std::string_view m, std::string_view arg) -> std::optional<double> {
+        if (m == "preferred") return static_cast<double>(r.preferred_derp);
+        if (m == "udp") return b(r.udp);
+        if (m == "ipv4") return b(r.ipv4);
+        if (m == "ipv6") return b(r.ipv6);
+        if (m == "captive_portal") {
+          return r.captive_portal ? b(*r.captive_portal) : std::nullopt;
+        }
+        if (m == "mapping_varies") {
+          return r.mapping_varies_by_dest_ip ? b(*r.mapping_varies_by_dest_ip) : std::nullopt;
+        }
+        if (m == "regions") return static_cast<double>(r.regions.size());
+        if (m == "regions_reachable") {
+          double n = 0;
+          for (const auto& [id, rr] : r.regions) n += (rr.latency_ms || rr.https_ms) ? 1 : 0;
+          return n;
+        }
+        if (m == "latency") {
+          auto it = r.regions.find(std::stoi(std::string(arg)));
+          if (it == r.regions.end()) return std::nullopt;
+          return it->second.latency_ms ? it->second.latency_ms : it->second.https_ms;
+        }
+        return std::nullopt;
+      });
+  rep.name_of = [&map](std::string_view, double v) {
+    const int id = static_cast<int>(v);
+    return id == 0 ? std::string("none") : region_label(map, id);
+  };
+  return rep;
+}
+
+// Prints what failed (stderr) and returns whether every assertion held.
+bool note_assert_failures(const ToolCli& cli, const AssertReport& rep) {
+  for (const auto& f : rep.failures()) cli.note(f);
+  return rep.ok();
+}
+
+std::string join_failures(const AssertReport& rep) {
+  std::string why;
+  for (const auto& f : rep.failures()) why += (why.empty() ? "" : "; ") + f;
+  return why;
+}
+
 json check_json(const CheckResult& c) {
   json j{{"name", c.name()},    {"check", c.check},     {"region", c.region_id},
          {"node", c.node},      {"ok", c.ok},           {"latency_ms", c.latency_ms},
@@ -190,19 +316,31 @@ json check_json(const CheckResult& c) {
   return j;
 }
 
-int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po) {
+int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
+                std::span<const Assertion> asserts) {
   auto results = run_prober_checks(map, po);
   std::vector<const CheckResult*> failed;
   for (const auto& c : results) {
     if (!c.ok) failed.push_back(&c);
   }
+  AssertReport rep =
+      evaluate_asserts(asserts, [&](std::string_view m, std::string_view) -> std::optional<double> {
+        if (m == "failed") return static_cast<double>(failed.size());
+        if (m == "passed") return static_cast<double>(results.size() - failed.size());
+        if (m == "checks") return static_cast<double>(results.size());
+        return std::nullopt;
+      });
+  // With --assert the assertions decide (e.g. a tolerated failing check); without, any failure.
+  const bool ok = asserts.empty() ? failed.empty() : rep.ok();
   if (cli.json()) {
     json j = json_ok();
-    j["ok"] = failed.empty();
+    j["ok"] = ok;
+    if (!rep.ok()) j["error"] = json_check_failed(join_failures(rep))["error"];
     j["failed"] = json::array();
     for (const auto* c : failed) j["failed"].push_back(c->name());
     j["checks"] = json::array();
     for (const auto& c : results) j["checks"].push_back(check_json(c));
+    if (!asserts.empty()) j["asserts"] = rep.to_json();
     print_json_line(j);
   } else {
     std::printf("%-28s %-6s %-10s %s\n", "CHECK", "STATUS", "LATENCY", "DETAIL");
@@ -213,7 +351,8 @@ int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po)
     std::fflush(stdout);
   }
   for (const auto* c : failed) cli.note(fmt::format("FAIL {}: {}", c->name(), c->detail));
-  return failed.empty() ? kExitOk : kExitCheckFailed;
+  note_assert_failures(cli, rep);
+  return ok ? kExitOk : kExitCheckFailed;
 }
 
 int prober_loop(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
@@ -296,6 +435,14 @@ int main(int argc, char** argv) {
       ->default_str("80")
       ->check(CLI::Range(1, 65535));
   cli.app().add_flag("--no-sendrecv", no_mesh, "Prober: skip the send/recv pair checks");
+  std::vector<std::string> assert_texts;
+  cli.app()
+      .add_option("--assert", assert_texts,
+                  "CI gate over the report, e.g. 'preferred==nyc,latency(nyc)<50ms,udp==true' "
+                  "(repeatable; all must hold). Metrics: " +
+                      describe_metrics(report_metrics()) +
+                      ". With --prober --once: " + describe_metrics(prober_metrics()))
+      ->allow_extra_args(false);
   std::string lint_map;
   bool lint_active = false;
   CLI::App* lint = cli.app().add_subcommand("lint", "Check a DERP map; exit 1 on findings");
@@ -303,6 +450,23 @@ int main(int argc, char** argv) {
   lint->add_flag("--active", lint_active, "Also try a TCP connect to every DERP port");
   lint->fallthrough();  // --json, --timeout, --ca-file may follow MAP
   if (auto code = cli.parse(argc, argv)) return *code;
+
+  if (lint->parsed() && !assert_texts.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--assert does not apply to lint (it exits 1 on "
+                          "findings)"));
+  }
+  if (prober && !once && !assert_texts.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--assert needs --once in prober mode"));
+  }
+  // Parsed before any work: a bad expression is exit 2 without probing anything.
+  std::vector<Assertion> asserts;
+  if (!assert_texts.empty()) {
+    auto a = parse_asserts(std::span<const std::string>(assert_texts),
+                           prober ? prober_metrics() : report_metrics());
+    if (!a) return cli.fail(a.error());
+    asserts = std::move(*a);
+  }
 
   if (lint->parsed()) {
     auto map = load_derp_map(lint_map, cli.timeout(), ca_file);
@@ -336,6 +500,9 @@ int main(int argc, char** argv) {
   if (maps.empty()) maps.push_back(kDefaultDerpMapUrl);
   auto map = load_maps(maps, cli.timeout(), ca_file);
   if (!map) return cli.fail(map.error());
+  if (!prober) {
+    if (auto ok = resolve_regions(*map, asserts); !ok) return cli.fail(ok.error());
+  }
 
   if (prober) {
     auto interval = parse_duration(interval_text);
@@ -348,7 +515,7 @@ int main(int argc, char** argv) {
     po.cert_warn_days = warn_days;
     po.ca_file = ca_file;
     po.mesh = !no_mesh;
-    if (once) return prober_once(cli, *map, po);
+    if (once) return prober_once(cli, *map, po, asserts);
     return prober_loop(cli, *map, po, listen, *interval);
   }
 
@@ -372,13 +539,19 @@ int main(int argc, char** argv) {
   }
   auto report = run_netcheck(*map, o);
   if (!report) return cli.fail(report.error());
+  const AssertReport rep = assert_report(*map, *report, asserts);
+  // With --assert the assertions decide; without, no region answering at all is the failure
+  // this tool exists to catch.
+  const bool ok = asserts.empty() ? report->preferred_derp != 0 : rep.ok();
   if (cli.json()) {
     json j = json_ok();
+    if (!rep.ok()) j = json_check_failed(join_failures(rep));
     j["report"] = report_json(*map, *report);
+    if (!asserts.empty()) j["asserts"] = rep.to_json();
     print_json_line(j);
   } else {
     print_report(*map, *report, explain);
   }
-  // No region answered at all: the check this tool exists for failed.
-  return report->preferred_derp != 0 ? kExitOk : kExitCheckFailed;
+  note_assert_failures(cli, rep);
+  return ok ? kExitOk : kExitCheckFailed;
 }

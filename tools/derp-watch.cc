@@ -1,9 +1,10 @@
 // derp-watch: follow who is connected to DERP relays through the mesh watch stream, and check a
 // mesh end to end.
 //   derp-watch SERVER... (--mesh-psk-file FILE | --mesh-key HEX) [--once] [--count N]
-//              [--timeout D] [--json]
+//              [--timeout D] [--json] [--ca-file PEM] [--insecure]
+//              [--cert-name NAME|sha256-raw:HEX]
 //   derp-watch --check-mesh SERVER... [--mesh-psk-file FILE | --mesh-key HEX] [--timeout D]
-//              [--json]
+//              [--json] [TLS flags as above]
 // Watching: prints each relay's peer list once its initial list is complete (the Pong after
 // WatchConns, see derp/watch.h), then every add/gone with a timestamp. Reconnects with backoff
 // and says so. With several relays, also a merged view: keys connected to more than one relay.
@@ -97,6 +98,7 @@ Result<std::unique_ptr<Client>> new_client(const std::string& url, const MeshKey
   co.mesh_key = mesh;
   co.ca_file = cli.ca_file();
   co.insecure = cli.insecure();
+  co.cert_name = cli.cert_name();
   co.connect_timeout = timeout;
   co.write_timeout = timeout;
   co.recv_queue_depth = 4096;
@@ -609,6 +611,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--check-mesh", check,
                "Send between fresh clients on every ordered pair of relays; print the matrix");
+  cli.add_tls();  // every SERVER is checked with the same --ca-file / --insecure / --cert-name
   cli.add_json();
   cli.add_timeout("10s",
                   "--once / --check-mesh: give up after this long (per pair with --check-mesh); "

@@ -1,12 +1,13 @@
 // Relay mesh (PROTOCOL.md §4.5, §4.12, §5, §7.4): three in-process relays in a full mesh on
 // 127.0.0.1, the watch loop, and derp-watch (--once, --json, --check-mesh) run as a process.
-#include <algorithm>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,8 @@
 #include "derp/watch.h"
 #include "support/process.h"
 #include "support/relay_harness.h"
+#include "support/test_ca.h"
+#include "support/tls_proxy.h"
 
 namespace derp::test {
 namespace {
@@ -86,12 +89,87 @@ std::unique_ptr<Client> make_client(const std::string& url, const NodePrivate& k
   return c ? std::move(*c) : nullptr;
 }
 
+// A plain TCP relay between one mesh link and its peer relay: cut() closes every connection
+// and the listener, so the link breaks and cannot reconnect while both relays keep running.
+class MeshLinkCutter {
+ public:
+  explicit MeshLinkCutter(uint16_t backend) : backend_(backend) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~MeshLinkCutter() { cut(); }
+  uint16_t port() const { return port_; }
+
+  void cut() {
+    {
+      std::lock_guard lk(mu_);
+      if (cut_) return;
+      cut_ = true;
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    accept_thread_.join();
+    for (auto& t : pumps_) t.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(listen_fd_);
+  }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      int c = ::accept(listen_fd_, nullptr, nullptr);
+      if (c < 0) return;
+      int b = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(backend_);
+      std::lock_guard lk(mu_);
+      fds_.push_back(c);
+      fds_.push_back(b);
+      if (cut_ || ::connect(b, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::shutdown(c, SHUT_RDWR);
+        continue;
+      }
+      pumps_.emplace_back([c, b] { pump(c, b); });
+      pumps_.emplace_back([c, b] { pump(b, c); });
+    }
+  }
+  static void pump(int from, int to) {
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(from, buf, sizeof buf);
+      if (n <= 0) break;
+      if (::send(to, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    ::shutdown(to, SHUT_RDWR);
+    ::shutdown(from, SHUT_RDWR);
+  }
+
+  uint16_t backend_;
+  uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::mutex mu_;
+  bool cut_ = false;
+  std::vector<int> fds_;
+  std::vector<std::thread> pumps_;
+  std::thread accept_thread_;
+};
+
 // Three relays meshed with each other; each config lists all three (itself included: skipped).
 class Mesh3 : public ::testing::Test {
  protected:
   void SetUp() override {
     psk_ = mesh_key_of('a');
-    ports_ = free_ports(3);
+    if (ports_.empty()) ports_ = free_ports(3);
     for (int i = 0; i < 3; ++i) keys_[i] = NodePrivate::generate();
     for (int i = 0; i < 3; ++i) start(i, psk_);
     ASSERT_TRUE(wait_mesh_up());
@@ -106,7 +184,11 @@ class Mesh3 : public ::testing::Test {
     o.listen_addr = "127.0.0.1:" + std::to_string(ports_[i]);
     o.threads = 1;
     o.mesh_key = psk;
-    for (auto p : ports_) o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+    o.mesh_stale_after = stale_after_;
+    for (int j = 0; j < 3; ++j) {
+      const uint16_t p = via_[i][j] ? via_[i][j]->port() : ports_[j];
+      o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+    }
     o.log = logs_[i].sink();
     auto s = Server::start(std::move(o));
     ASSERT_TRUE(s) << s.error().message;
@@ -146,7 +228,9 @@ class Mesh3 : public ::testing::Test {
   }
 
   MeshKey psk_;
+  std::chrono::milliseconds stale_after_{5000};
   std::vector<uint16_t> ports_;
+  std::unique_ptr<MeshLinkCutter> via_[3][3];  // relay i's link to relay j goes through this
   NodePrivate keys_[3];
   LogWatch logs_[3];
   std::unique_ptr<Server> relays_[3];
@@ -207,6 +291,58 @@ TEST_F(Mesh3, RelearnsARestartedRelay) {
   ASSERT_TRUE(b->connect());
   EXPECT_TRUE(delivers(*a, *b, "A to restarted B"));
   EXPECT_TRUE(delivers(*b, *a, "restarted B to A"));
+}
+
+// Relays that keep the keys of a dead link until it resyncs (no stale timeout): only the
+// multiForwarder choice can move packets to another link then. Relay 0's links to 1 and 2 run
+// through cutters, so a test can break one without its relay (or its clients) noticing.
+class Mesh3KeepsKeysOfDownLinks : public Mesh3 {
+ protected:
+  void SetUp() override {
+    stale_after_ = 0ms;
+    ports_ = free_ports(3);
+    via_[0][1] = std::make_unique<MeshLinkCutter>(ports_[1]);
+    via_[0][2] = std::make_unique<MeshLinkCutter>(ports_[2]);
+    Mesh3::SetUp();
+  }
+};
+
+// derper's multiForwarder: key K is connected to relays B and C, so A has two links that can
+// carry packets to K. When the one A uses goes down (cut between the relays; B and K's client
+// there never notice, so nobody sends PeerGone), A's next packets reach K through the other
+// link, without waiting for the dead link's keys to be dropped.
+TEST_F(Mesh3KeepsKeysOfDownLinks, KeyOnTwoRelaysStaysReachableWhenTheLinkInUseGoesDown) {
+  const NodePrivate k = NodePrivate::generate();
+  auto sender = make_client(url_of(ports_[0]), NodePrivate::generate());
+  std::unique_ptr<Client> holders[3];
+  holders[1] = make_client(url_of(ports_[1]), k);
+  holders[2] = make_client(url_of(ports_[2]), k);
+  ASSERT_TRUE(sender->connect());
+  ASSERT_TRUE(holders[1]->connect());
+  ASSERT_TRUE(holders[2]->connect());
+  // A learned K from both links.
+  ASSERT_TRUE(eventually([&] { return counter(0, "multiforwarder_created") >= 1; }));
+
+  // Which relay does A forward through? The copy of K there gets the packet.
+  int used = 0;
+  const auto until = Clock::now() + kWait;
+  for (uint64_t seq = 0; used == 0 && Clock::now() < until; ++seq) {
+    const std::string text = "to K #" + std::to_string(seq);
+    ASSERT_TRUE(
+        sender->send(k.public_key(), {reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
+    for (int i : {1, 2}) {
+      auto m = holders[i]->recv(50ms);
+      auto* p = m ? std::get_if<ReceivedPacket>(&*m) : nullptr;
+      if (p && p->src == sender->self_public_key()) used = i;
+    }
+  }
+  ASSERT_NE(used, 0) << "K never got a packet from A";
+  const int other = used == 1 ? 2 : 1;
+
+  via_[0][used]->cut();
+  ASSERT_TRUE(eventually([&] { return counter(0, "gauge_mesh_peers_connected") == 1; }));
+  EXPECT_TRUE(delivers(*sender, *holders[other], "to K after A's link in use was cut"));
+  EXPECT_GE(counter(other, "packets_forwarded_in"), 1);
 }
 
 TEST_F(Mesh3, ClosePeerFromMeshPeerClosesLocalClient) {
@@ -450,6 +586,74 @@ TEST(DerpWatch, LiveEventsWithCount) {
   EXPECT_EQ(lines[2]["event"], "gone");
   EXPECT_EQ(lines[2]["reason"], "disconnected");
   EXPECT_EQ(lines[2]["synthetic"], false);
+}
+
+// derp-watch dials TLS relays with the shared flags: a private CA (--ca-file), a pin of the
+// relay's certificate (--cert-name sha256-raw:HEX), or no verification (--insecure). Without
+// them the certificate is not trusted: exit 5 (tls).
+TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
+  const MeshKey psk = mesh_key_of('7');
+  char tmpl[] = "/tmp/derp-watch-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const test::TestCa ca = test::make_test_ca();
+  const test::TestCert leaf = test::make_cert_signed_by(ca, {});
+  {
+    std::ofstream(dir + "/localhost.crt") << leaf.cert_pem;
+    std::ofstream(dir + "/localhost.key") << leaf.key_pem;
+  }
+  const std::string ca_file = test::write_temp_file("watch-ca.pem", ca.cert_pem);
+  ServerOptions o;
+  o.mesh_key = psk;
+  o.cert_mode = "manual";
+  o.cert_dir = dir;
+  o.hostname = "localhost";
+  auto relay = start_relay(std::move(o));
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(relay->tls());
+  const std::string url = "https://" + relay->local_address() + "/derp";
+
+  ClientOptions co;
+  co.private_key = NodePrivate::generate();
+  co.server_url = url;
+  co.ca_file = ca_file;
+  auto c = Client::create(std::move(co));
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->connect());
+  const std::string key = (*c)->self_public_key().to_string();
+
+  // --once retries a failing connect until --timeout, then exits with the last error's code.
+  auto r =
+      run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json", "--timeout", "1s"});
+  EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+  r = run_tool("derp-watch", {url, "--mesh-key", psk.hex(), "--once", "--json", "--timeout", "1s",
+                              "--cert-name", "sha256-raw:" + std::string(64, '0')});
+  EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+  const std::vector<std::vector<std::string>> good = {
+      {"--ca-file", ca_file}, {"--cert-name", relay->cert_pin()}, {"--insecure"}};
+  for (const auto& flags : good) {
+    std::vector<std::string> args = {url, "--mesh-key", psk.hex(), "--once", "--json"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    r = run_tool("derp-watch", args);
+    ASSERT_EQ(r.exit_code, 0) << flags[0] << ": " << r.err;
+    auto lines = json_lines(r.out);
+    ASSERT_EQ(lines.size(), 2u) << r.out;
+    EXPECT_EQ(lines[0]["key"], key);
+    EXPECT_EQ(lines[1]["event"], "synced");
+  }
+
+  // --check-mesh dials too: one TLS relay, a client on it sending to another on it.
+  r = run_tool("derp-watch", {"--check-mesh", url, "--json", "--timeout", "3s"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  r = run_tool("derp-watch",
+               {"--check-mesh", url, "--json", "--ca-file", ca_file, "--mesh-key", psk.hex()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["pairs"].size(), 1u);
+  EXPECT_EQ(j["pairs"][0]["delivered"], true);
+  EXPECT_EQ(j["views_agree"], true);
+  relay.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(Mesh3, DerpWatchShowsEachRelayAndMergedView) {

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -483,6 +485,172 @@ TEST_F(Probe, ProberServesPrometheusMetrics) {
   EXPECT_NE(body.find("derp_probe_runs_total 1"), std::string::npos);
   p.signal(SIGTERM);
   EXPECT_EQ(p.wait(10s).exit_code, 0) << p.err();
+}
+
+// ---- --assert (the engine derp-ping uses) over the netcheck report and a prober round
+
+TEST_F(Probe, AssertPassesWhenPreferredLatencyAndUdpHold) {
+  auto map = write_map(map_json({}, favour_901()));
+  auto res = run_tool("derp-probe", {"--derp-map", map, "--json", "--assert",
+                                     "preferred==r2,latency(r2)<10s,udp==true", "--assert",
+                                     "regions_reachable==3,preferred!=900"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  json j = last_json(res.out);
+  EXPECT_TRUE(j.at("ok").get<bool>());
+  ASSERT_EQ(j.at("asserts").size(), 5u) << j.dump();
+  for (const auto& a : j.at("asserts")) EXPECT_TRUE(a.at("ok").get<bool>()) << a.dump();
+  EXPECT_EQ(j["asserts"][0]["value"], 901);
+  EXPECT_EQ(j["asserts"][0]["value_text"], "901 (r2)");
+  EXPECT_EQ(j["asserts"][2]["value"], true);
+}
+
+TEST_F(Probe, ViolatedAssertionIsNamedAndExitsOne) {
+  auto map = write_map(map_json({}, favour_901()));
+  auto res = run_tool("derp-probe",
+                      {"--derp-map", map, "--assert", "preferred==r1,udp==false,ipv4==true"});
+  EXPECT_EQ(res.exit_code, 1) << res.err << res.out;
+  EXPECT_NE(res.out.find("Preferred DERP:         901 (r2)"), std::string::npos) << res.out;
+  EXPECT_NE(res.err.find("assert failed: preferred=901 (r2), want ==r1"), std::string::npos)
+      << res.err;
+  EXPECT_NE(res.err.find("assert failed: udp=true, want ==false"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("ipv4"), std::string::npos) << res.err;  // that one held
+}
+
+TEST_F(Probe, BadAssertionExitsTwoNamingTheMetricOrRegion) {
+  auto map = write_map(map_json());
+  auto res = run_tool("derp-probe", {"--derp-map", map, "--assert", "latency(zz)<50ms"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("unknown region \"zz\""), std::string::npos) << res.err;
+  EXPECT_NE(res.err.find("900 (r1)"), std::string::npos) << res.err;  // the known ones
+  res = run_tool("derp-probe", {"--derp-map", map, "--assert", "preferred==nowhere"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("unknown region \"nowhere\""), std::string::npos) << res.err;
+  res = run_tool("derp-probe", {"--derp-map", map, "--assert", "jitter<5ms", "--json"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("unknown metric \"jitter\""), std::string::npos) << res.err;
+  EXPECT_EQ(last_json(res.out).at("error").at("layer"), "usage");
+  res = run_tool("derp-probe", {"--derp-map", map, "--assert", "udp<1"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("udp compares only with == or !="), std::string::npos) << res.err;
+  res = run_tool("derp-probe", {"lint", map, "--assert", "failed==0"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  res = run_tool("derp-probe", {"--prober", "--listen", "127.0.0.1:0", "--derp-map", map,
+                                "--assert", "failed==0"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("--assert needs --once"), std::string::npos) << res.err;
+}
+
+TEST_F(Probe, ProberOnceAssertsOverTheRound) {
+  auto map = write_map(map_json());
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--json", "--assert",
+                                     "failed==0,checks>=12,passed==checks"});
+  // "passed==checks" compares with a number, not another metric: a usage error.
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--json", "--assert",
+                                "failed==0,checks>=9"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  EXPECT_EQ(last_json(res.out).at("asserts").size(), 2u);
+
+  regions_[2].relay->stop();
+  // Tolerating the failures of one region passes; demanding none names the violation.
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "2s",
+                                "--assert", "failed>=1,failed<=10"});
+  EXPECT_EQ(res.exit_code, 0) << res.err << res.out;
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "2s",
+                                "--assert", "failed==0"});
+  EXPECT_EQ(res.exit_code, 1) << res.err << res.out;
+  EXPECT_NE(res.err.find("assert failed: failed="), std::string::npos) << res.err;
+  EXPECT_NE(res.err.find("want ==0"), std::string::npos) << res.err;
+}
+
+// ---- IPv6: a region whose only node is on ::1 (derp-serve's own TLS with a generated
+// certificate, STUN on [::1])
+
+bool probe_has_ipv6_loopback() {
+  int fd = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+class ProbeIpv6 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!probe_has_ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback (::1) on this machine";
+    char tmpl[] = "/tmp/derp-probe-v6-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ServerOptions o;
+    o.private_key = NodePrivate::generate();
+    o.listen_addr = "[::1]:0";
+    o.threads = 1;
+    o.stun = true;
+    o.stun_port = 0;
+    o.cert_mode = "manual";
+    o.cert_dir = dir_;
+    o.hostname = "::1";
+    auto s = Server::start(std::move(o));
+    ASSERT_TRUE(s) << s.error().message;
+    relay_ = std::move(*s);
+    json node = {{"Name", "950a"},
+                 {"RegionID", 950},
+                 {"HostName", "localhost"},
+                 {"IPv4", "none"},
+                 {"IPv6", "::1"},
+                 {"STUNPort", relay_->stun_port()},
+                 {"DERPPort", relay_->port()},
+                 {"InsecureForTests", true}};
+    json m = {{"Regions",
+               {{"950",
+                 {{"RegionID", 950},
+                  {"RegionCode", "v6"},
+                  {"RegionName", "IPv6 only"},
+                  {"Nodes", json::array({node})}}}}}};
+    map_ = write_temp_file("map-v6.json", m.dump(2));
+  }
+  void TearDown() override {
+    relay_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  std::string dir_;
+  std::string map_;
+  std::unique_ptr<Server> relay_;
+};
+
+TEST_F(ProbeIpv6, NetcheckMeasuresStunOverIpv6AndPicksTheRegion) {
+  auto res = run_tool("derp-probe", {"--derp-map", map_, "--json", "--assert",
+                                     "ipv6==true,preferred==v6,latency(v6)<10s"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  const json r = last_json(res.out).at("report");
+  EXPECT_TRUE(r.at("udp").get<bool>());
+  EXPECT_TRUE(r.at("ipv6").get<bool>());
+  EXPECT_FALSE(r.at("ipv4").get<bool>());
+  EXPECT_EQ(r.at("global_v6").get<std::string>().rfind("[::1]:", 0), 0u) << r.dump();
+  EXPECT_EQ(r.at("preferred_derp"), 950);
+  const json* reg = region_of(r, 950);
+  ASSERT_NE(reg, nullptr);
+  EXPECT_TRUE(reg->at("v6_ms").is_number()) << reg->dump();
+  EXPECT_TRUE(reg->at("v4_ms").is_null()) << reg->dump();
+  EXPECT_GE(relay_->counters()["stun_addrfamily_ipv6"], 1);
+}
+
+TEST_F(ProbeIpv6, ProberOncePassesTlsStunAndDerpOverIpv6) {
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map_, "--json"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  std::set<std::string> passed;
+  const json out = last_json(res.out);
+  for (const auto& c : out.at("checks")) {
+    if (c.at("ok").get<bool>()) passed.insert(c.at("name").get<std::string>());
+  }
+  for (const char* name : {"tls/950/950a", "stun6/950/950a", "derp/950/950a"}) {
+    EXPECT_TRUE(passed.count(name)) << name << "\n" << res.out;
+  }
+  EXPECT_FALSE(passed.count("stun4/950/950a")) << "IPv4 is none for this node";
 }
 
 TEST_F(Probe, ProberFlagsNeedEachOther) {

@@ -133,6 +133,45 @@ TEST(Assert, EvaluatesAndReportsViolations) {
   EXPECT_TRUE(again.failures().empty());
 }
 
+// Words as values: booleans (udp==true) and names the tool resolves (preferred==nyc).
+TEST(Assert, BooleanAndNameMetricsCompareWithEqualityOnly) {
+  const std::vector<MetricSpec> known = {{"udp", MetricKind::kBool, false},
+                                         {"preferred", MetricKind::kName, false}};
+  auto r = parse_asserts("udp==true, preferred==nyc, udp!=yes", known);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].want, 1);
+  EXPECT_EQ((*r)[1].want_text, "nyc");
+  EXPECT_EQ((*r)[2].want, 1);
+  EXPECT_EQ((*r)[2].op, AssertOp::kNotEqual);
+
+  for (const char* bad : {"udp<true", "udp==maybe", "preferred>nyc", "preferred==", "udp==1ms"}) {
+    auto e = parse_asserts(bad, known);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.error().kind, ErrorKind::kUsage);
+    EXPECT_NE(e.error().message.find(bad), std::string::npos) << e.error().message;
+  }
+
+  std::vector<Assertion> v = *r;
+  v[1].want = 2;  // the tool's resolution of "nyc"
+  auto report = evaluate_asserts(v, [](std::string_view m, std::string_view) {
+    return std::optional<double>(m == "udp" ? 0.0 : 3.0);
+  });
+  report.name_of = [](std::string_view, double value) {
+    return value == 3 ? std::string("3 (fra)") : std::string("?");
+  };
+  auto f = report.failures();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0], "assert failed: udp=false, want ==true");
+  EXPECT_EQ(f[1], "assert failed: preferred=3 (fra), want ==nyc");
+  auto j = report.to_json();
+  EXPECT_EQ(j[0]["value"], false);
+  EXPECT_EQ(j[0]["want"], true);
+  EXPECT_EQ(j[1]["value_text"], "3 (fra)");
+  EXPECT_EQ(j[1]["want_text"], "nyc");
+  EXPECT_EQ(j[2]["ok"], true);
+}
+
 TEST(Assert, ComparatorsAtTheBoundary) {
   auto eval = [](std::string_view text, double value) {
     auto v = parse_asserts(text, kMetrics);

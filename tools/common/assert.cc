@@ -26,6 +26,8 @@ const char* unit_name(MetricKind kind) {
     case MetricKind::kPercent:
       return "%";
     case MetricKind::kCount:
+    case MetricKind::kBool:
+    case MetricKind::kName:
       return "";
   }
   return "";
@@ -39,6 +41,9 @@ const char* units_allowed(MetricKind kind) {
       return "%";
     case MetricKind::kCount:
       return "k, M, G or none";
+    case MetricKind::kBool:
+    case MetricKind::kName:
+      return "none";
   }
   return "";
 }
@@ -62,6 +67,9 @@ std::optional<double> unit_factor(std::string_view unit, MetricKind kind) {
       if (unit == "M") return 1e6;
       if (unit == "G") return 1e9;
       return std::nullopt;
+    case MetricKind::kBool:
+    case MetricKind::kName:
+      return std::nullopt;  // their values are words, parsed apart
   }
   return std::nullopt;
 }
@@ -134,6 +142,27 @@ Result<Assertion> parse_term(std::string_view term, std::span<const MetricSpec> 
   }
   if (!found) return usage(term, "expected a comparison (< <= > >= == !=) after " + a.metric);
   skip();
+  if (a.kind == MetricKind::kBool || a.kind == MetricKind::kName) {
+    if (a.op != AssertOp::kEqual && a.op != AssertOp::kNotEqual) {
+      return usage(term, a.metric + " compares only with == or !=");
+    }
+    std::string_view word = trim(term.substr(i));
+    if (a.kind == MetricKind::kBool) {
+      if (word == "true" || word == "yes" || word == "1") {
+        a.want = 1;
+      } else if (word == "false" || word == "no" || word == "0") {
+        a.want = 0;
+      } else {
+        return usage(term, a.metric + " is true or false");
+      }
+      return a;
+    }
+    bool good = !word.empty();
+    for (char c : word) good = good && is_arg(c);
+    if (!good) return usage(term, "expected a name after " + std::string(assert_op_text(a.op)));
+    a.want_text = std::string(word);
+    return a;
+  }
 
   std::string_view value = trim(term.substr(i));
   size_t num_end = 0;
@@ -203,6 +232,7 @@ const char* assert_op_text(AssertOp op) {
 }
 
 std::string format_metric(double value, MetricKind kind) {
+  if (kind == MetricKind::kBool) return value != 0 ? "true" : "false";
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.3f", value);
   std::string s = buf;
@@ -220,7 +250,13 @@ std::string describe_metrics(std::span<const MetricSpec> known) {
   for (const auto& m : known) {
     if (!out.empty()) out += ", ";
     out += m.takes_argument ? m.name + "(ARG)" : m.name;
-    if (m.kind != MetricKind::kCount) out += std::string(" (") + unit_name(m.kind) + ")";
+    if (m.kind == MetricKind::kBool) {
+      out += " (true/false)";
+    } else if (m.kind == MetricKind::kName) {
+      out += " (name)";
+    } else if (m.kind != MetricKind::kCount) {
+      out += std::string(" (") + unit_name(m.kind) + ")";
+    }
   }
   return out;
 }
@@ -282,9 +318,13 @@ std::vector<std::string> AssertReport::failures() const {
   for (const auto& o : outcomes) {
     if (o.ok) continue;
     const Assertion& a = o.assertion;
-    std::string got = o.value ? format_metric(*o.value, a.kind) : "n/a (not measured)";
+    std::string got = !o.value                                 ? "n/a (not measured)"
+                      : a.kind == MetricKind::kName && name_of ? name_of(a.metric, *o.value)
+                                                               : format_metric(*o.value, a.kind);
+    const std::string want =
+        a.kind == MetricKind::kName ? a.want_text : format_metric(a.want, a.kind);
     out.push_back("assert failed: " + metric_label(a) + "=" + got + ", want " +
-                  assert_op_text(a.op) + format_metric(a.want, a.kind));
+                  assert_op_text(a.op) + want);
   }
   return out;
 }
@@ -295,10 +335,24 @@ nlohmann::json AssertReport::to_json() const {
     const Assertion& a = o.assertion;
     nlohmann::json j = {{"expr", a.text}, {"metric", a.metric}};
     if (!a.argument.empty()) j["argument"] = a.argument;
-    j["value"] = o.value ? nlohmann::json(*o.value) : nlohmann::json(nullptr);
+    if (!o.value) {
+      j["value"] = nullptr;
+    } else if (a.kind == MetricKind::kBool) {
+      j["value"] = *o.value != 0;
+    } else {
+      j["value"] = *o.value;
+    }
+    if (a.kind == MetricKind::kName && o.value && name_of) {
+      j["value_text"] = name_of(a.metric, *o.value);
+    }
     j["unit"] = unit_name(a.kind);
     j["op"] = assert_op_text(a.op);
-    j["want"] = a.want;
+    if (a.kind == MetricKind::kBool) {
+      j["want"] = a.want != 0;
+    } else {
+      j["want"] = a.want;
+    }
+    if (a.kind == MetricKind::kName) j["want_text"] = a.want_text;
     j["ok"] = o.ok;
     arr.push_back(std::move(j));
   }

@@ -25,6 +25,10 @@ enum class MetricKind {
   kCount,     // a plain number; suffixes k (1e3), M (1e6), G (1e9)
   kDuration,  // milliseconds; units ns, us, µs, ms, s (a bare number is ms)
   kPercent,   // 0..100; unit % (a bare number is percent)
+  kBool,      // true/false (also yes/no, 1/0); compared with == or != only
+  // A name the tool turns into a number after parsing (derp-probe: a region code or id, e.g.
+  // preferred==nyc); compared with == or != only. The text is kept in Assertion::want_text.
+  kName,
 };
 
 struct MetricSpec {
@@ -42,7 +46,8 @@ struct Assertion {
   std::string argument;  // "nyc" for latency(nyc); empty for plain metrics
   MetricKind kind = MetricKind::kCount;
   AssertOp op = AssertOp::kLess;
-  double want = 0;
+  double want = 0;        // kName: 0 until the tool resolves want_text
+  std::string want_text;  // kName: the value as written ("nyc", "2")
 };
 
 // Parses one or more --assert texts (each a comma-separated list; all are and-ed). Errors are
@@ -65,12 +70,15 @@ struct AssertOutcome {
 
 struct AssertReport {
   std::vector<AssertOutcome> outcomes;
+  // kName metrics: how a measured value reads ("2 (nyc)"); without it, the number.
+  std::function<std::string(std::string_view metric, double value)> name_of;
 
   bool ok() const;
   // One line per violated assertion: "assert failed: p99=7.2ms, want <5ms".
   std::vector<std::string> failures() const;
   // [{"expr":"p99<5ms","metric":"p99","value":7.2,"unit":"ms","op":"<","want":5,"ok":false}]
-  // ("argument" when there is one; "value": null when not measured).
+  // ("argument" when there is one; "value": null when not measured; kBool values are JSON
+  // booleans; kName adds "want_text" and, when measured, "value_text").
   nlohmann::json to_json() const;
 };
 

@@ -29,6 +29,10 @@ void ToolCli::add_server(bool required) {
   app_.add_flag("--websocket", websocket_,
                 "Carry DERP in WebSocket binary messages (subprotocol derp) instead of the "
                 "Upgrade: DERP stream");
+  add_tls();
+}
+
+void ToolCli::add_tls() {
   app_.add_option("--ca-file", ca_file_,
                   "https://: also trust the CA certificates in this PEM file");
   app_.add_flag("--insecure", insecure_,

@@ -26,6 +26,9 @@ class ToolCli {
   // --derp-map FILE|URL --region ID dials a region of a DERP map (Go's NewRegionClient).
   // `required` false: the tool may run without any (derp-bench --raw); it checks that itself.
   void add_server(bool required = true);
+  // Only the TLS flags (--ca-file, --insecure, --cert-name), for tools that take their relay
+  // URLs otherwise (derp-watch's several SERVERs). add_server() already includes them.
+  void add_tls();
   void add_server_key();                // --server-key nodekey:HEX (pin)
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
   void add_json();                      // --json

@@ -29,6 +29,10 @@ struct ServerOptions {
   // "host" (https on 443), "host/dialhost", or a full http(s):// URL. An entry naming this
   // relay's own listen address is skipped. See docs/MESH.md.
   std::vector<std::string> mesh_with;
+  // A mesh link down this long forgets the keys it reported (they get PeerGone if no other
+  // link or local client has them). Meanwhile packets for a key also reported by another,
+  // working link go there (derper's multiForwarder). 0 = keep them until the link resyncs.
+  std::chrono::milliseconds mesh_stale_after{5000};
   // One line per event worth knowing (start, refused client...). Called from relay threads.
   std::function<void(std::string_view)> log;
   bool verbose = false;                      // also log per-connection lines

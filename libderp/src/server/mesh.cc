@@ -96,7 +96,7 @@ class MeshLink final : public Forwarder {
     wo.ignore_server_key = self_;
     wo.min_backoff = std::chrono::milliseconds(100);
     wo.max_backoff = std::chrono::milliseconds(5000);
-    wo.stale_after = std::chrono::milliseconds(5000);
+    wo.stale_after = opts_.mesh_stale_after;
     wo.log = [this](std::string_view line) {
       if (line.find("self-connect") != std::string_view::npos) log(std::string(line));
     };
@@ -128,6 +128,8 @@ class MeshLink final : public Forwarder {
     if (up_.exchange(false)) relay_.mesh_peers_connected.fetch_sub(1);
     if (client_) relay_.mesh_peers.fetch_sub(1);
   }
+
+  bool usable() const override { return up_.load(std::memory_order_relaxed); }
 
   // Hot path: a slot in a ring allocated once, one chunk reference, no copy.
   void forward(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,

@@ -116,8 +116,18 @@ bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, co
         if (r != remote_.end() && !r->second.empty()) {
           // Counted before handing over: the peer relay may deliver it before we return, and
           // anyone who saw the packet arrive must also see it counted here.
+          // derper's multiForwarder: the oldest link that reported the key, but one whose
+          // link is down is passed over while it waits to reconnect or go stale, so a key also
+          // connected to another relay stays reachable through that one.
+          Forwarder* f = r->second.front();
+          for (Forwarder* candidate : r->second) {
+            if (candidate->usable()) {
+              f = candidate;
+              break;
+            }
+          }
           stats_.add(Counter::kPacketsForwardedOut);
-          r->second.front()->forward(src, dst, chunk, data, len, disco);
+          f->forward(src, dst, chunk, data, len, disco);
           return true;
         }
       }
@@ -218,7 +228,9 @@ size_t Relay::connection_count() const {
 void Relay::add_forwarder(const NodePublic& key, Forwarder* f) {
   std::unique_lock lock(mu_);
   auto& fs = remote_[key];
-  if (std::find(fs.begin(), fs.end(), f) == fs.end()) fs.push_back(f);
+  if (std::find(fs.begin(), fs.end(), f) != fs.end()) return;
+  fs.push_back(f);
+  if (fs.size() == 2) stats_.add(Counter::kMultiForwarderCreated);
 }
 
 void Relay::remove_forwarder(const NodePublic& key, Forwarder* f) {
@@ -228,7 +240,9 @@ void Relay::remove_forwarder(const NodePublic& key, Forwarder* f) {
     if (it == remote_.end()) return;
     const size_t before = it->second.size();
     std::erase(it->second, f);
-    if (it->second.size() == before || !it->second.empty()) return;
+    if (it->second.size() == before) return;
+    if (before == 2) stats_.add(Counter::kMultiForwarderDeleted);
+    if (!it->second.empty()) return;
     remote_.erase(it);
     if (clients_.find(key) != clients_.end()) return;
   }
@@ -240,7 +254,9 @@ void Relay::remove_forwarder(const NodePublic& key, Forwarder* f) {
 void Relay::remove_forwarder_everywhere(Forwarder* f) {
   std::unique_lock lock(mu_);
   for (auto it = remote_.begin(); it != remote_.end();) {
+    const size_t before = it->second.size();
     std::erase(it->second, f);
+    if (before == 2 && it->second.size() == 1) stats_.add(Counter::kMultiForwarderDeleted);
     it = it->second.empty() ? remote_.erase(it) : std::next(it);
   }
 }

@@ -30,6 +30,9 @@ class Forwarder {
   // Takes its own chunk reference when it keeps the packet.
   virtual void forward(const NodePublic& src, const NodePublic& dst, Chunk* chunk,
                        const uint8_t* data, uint32_t len, bool disco) = 0;
+  // False while the link is down (forward() would drop): route() prefers another forwarder
+  // of the same key. Called under the relay's shared lock: must not block.
+  virtual bool usable() const { return true; }
 };
 
 class Relay {

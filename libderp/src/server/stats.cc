@@ -73,6 +73,8 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "derp_websocket_accepts",
       "mesh_frames_refused",
       "mesh_forward_drops",
+      "multiforwarder_created",
+      "multiforwarder_deleted",
   };
   for (int i = 0; i < static_cast<int>(Counter::kCount); ++i) {
     out[kNames[i]] = v_[i].load(std::memory_order_relaxed);

@@ -55,6 +55,9 @@ enum class Counter : int {
   // connection is closed), and packets a mesh link could not carry (queue full, link down).
   kMeshFramesRefused,
   kMeshForwardDrops,
+  // derper's: a key became reachable through a second mesh link / went back to one.
+  kMultiForwarderCreated,
+  kMultiForwarderDeleted,
   kCount,
 };
 

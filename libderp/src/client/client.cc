@@ -27,7 +27,7 @@
 #include "client/messages.h"
 #include "net/client_stream.h"
 #include "net/dial_deadline.h"
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/dns_cache.h"
 #include "net/http_upgrade_client.h"
 #include "net/tls_client.h"

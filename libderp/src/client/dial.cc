@@ -6,7 +6,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include "net/dial_race.h"
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/endpoint_text.h"
 #include "net/http_upgrade_client.h"
 #include "net/ws_client.h"

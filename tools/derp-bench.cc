@@ -10,9 +10,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "bench/load.h"
+#include "common/assert.h"
 #include "common/cli.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
@@ -41,6 +43,59 @@ std::string quantiles_text(const Histogram& h) {
   return buf;
 }
 
+// --assert metrics, per mode (an assertion on a metric the chosen mode does not measure is a
+// usage error before anything runs).
+enum class Mode { kLoad, kIdle, kStorm };
+
+std::vector<MetricSpec> bench_metrics(Mode mode) {
+  const auto count = MetricKind::kCount;
+  const auto dur = MetricKind::kDuration;
+  switch (mode) {
+    case Mode::kIdle:
+      return {{"connections", count}, {"server_bytes_per_conn", count},
+              {"client_bytes_per_conn", count}, {"open_seconds", count}};
+    case Mode::kStorm:
+      return {{"connections", count}, {"failed", count},           {"conns_per_second", count},
+              {"handshake_p50", dur}, {"handshake_p99", dur},      {"handshake_max", dur}};
+    case Mode::kLoad:
+      break;
+  }
+  return {{"sent_pps", count},  {"delivered_pps", count}, {"delivered_mbps", count},
+          {"drop", MetricKind::kPercent},                 {"lost", count},
+          {"stalls", count},    {"fairness", count},      {"p50", dur},
+          {"p90", dur},         {"p99", dur},             {"p999", dur},
+          {"max", dur},         {"ping_p50", dur},        {"ping_p99", dur}};
+}
+
+using Metrics = std::map<std::string, std::optional<double>, std::less<>>;
+
+// Evaluates the assertions over `metrics`; prints each violation on stderr. Returns the report.
+AssertReport check_asserts(const std::vector<Assertion>& asserts, const Metrics& metrics) {
+  AssertReport report = evaluate_asserts(
+      asserts, [&](std::string_view name, std::string_view) -> std::optional<double> {
+        auto it = metrics.find(name);
+        return it == metrics.end() ? std::nullopt : it->second;
+      });
+  for (const auto& v : report.failures()) std::cerr << "derp-bench: " << v << "\n";
+  return report;
+}
+
+// The JSON line's ok/error part once asserts have been evaluated: a violated assertion makes
+// the run a failed check (exit 1), whatever else went right.
+void apply_asserts(nlohmann::json& j, const std::vector<Assertion>& asserts,
+                   const AssertReport& report) {
+  if (asserts.empty()) return;
+  j["asserts"] = report.to_json();
+  if (!report.ok() && j.value("ok", false)) {
+    const auto f = report.failures();
+    std::string why = f.front();
+    for (size_t i = 1; i < f.size(); ++i) why += "; " + f[i];
+    auto failed = json_check_failed(why);
+    j["ok"] = false;
+    j["error"] = failed["error"];
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,7 +108,8 @@ int main(int argc, char** argv) {
   int64_t pairs = 1, size = 1200, window = 32, threads = 1, idle = 0, storm = 0;
   int64_t concurrency = 64, server_pid = 0;
   std::string duration_text = "5s", warmup_text = "500ms", rate_text, ping_text;
-  bool raw = false, assert_flag = false;
+  bool raw = false;
+  std::vector<std::string> assert_texts;
   auto& app = cli.app();
   app.add_option("--pairs", pairs, "Sender → receiver client pairs")
       ->check(CLI::Range(int64_t{1}, int64_t{5000}));
@@ -88,8 +144,10 @@ int main(int argc, char** argv) {
                                "(the machine's ceiling; no SERVER)");
   idle_opt->excludes(storm_opt)->excludes(raw_opt);
   storm_opt->excludes(raw_opt);
-  app.add_flag("--assert", assert_flag,
-               "Check the results against expectations (not supported yet)");
+  app.add_option("--assert", assert_texts,
+                 "Fail (exit 1) unless the results meet EXPR, e.g. 'delivered_pps>=100k,"
+                 "drop==0,p99<5ms' (repeatable; metrics depend on the mode: docs/CLI.md)")
+      ->allow_extra_args(false);  // one EXPR per --assert: SERVER may follow it
   if (auto code = cli.parse(argc, argv)) return *code;
 
   // The shared client flags that derp-bench's own load engine does not implement yet.
@@ -104,9 +162,6 @@ int main(int argc, char** argv) {
     return cli.fail(Error(ErrorKind::kUsage,
                           "--derp-map is not supported by derp-bench: give the node's URL"));
   }
-  if (assert_flag) {
-    return cli.fail(Error(ErrorKind::kUsage, "--assert is not supported yet by derp-bench"));
-  }
   if (raw && !cli.server().empty()) {
     return cli.fail(
         Error(ErrorKind::kUsage, "--raw measures an in-process forwarder: drop SERVER"));
@@ -116,6 +171,13 @@ int main(int argc, char** argv) {
   }
   if (server_pid != 0 && idle == 0) {
     return cli.fail(Error(ErrorKind::kUsage, "--server-pid needs --idle"));
+  }
+  const Mode mode = idle > 0 ? Mode::kIdle : storm > 0 ? Mode::kStorm : Mode::kLoad;
+  std::vector<Assertion> asserts;
+  if (!assert_texts.empty()) {
+    auto a = parse_asserts(std::span<const std::string>(assert_texts), bench_metrics(mode));
+    if (!a) return cli.fail(a.error());
+    asserts = std::move(*a);
   }
   auto duration = parse_duration(duration_text);
   if (!duration) return cli.fail(duration.error().wrap("--duration"));
@@ -171,6 +233,11 @@ int main(int argc, char** argv) {
     }
     const double self_per_conn =
         static_cast<double>(r->self_rss_after_kb - r->self_rss_before_kb) * 1024 / n;
+    const AssertReport report =
+        check_asserts(asserts, {{"connections", n},
+                                {"server_bytes_per_conn", per_conn},
+                                {"client_bytes_per_conn", self_per_conn},
+                                {"open_seconds", r->open_seconds}});
     if (cli.json()) {
       auto j = json_ok();
       j["mode"] = "idle";
@@ -183,6 +250,7 @@ int main(int argc, char** argv) {
                                                         : nlohmann::json(nullptr);
       j["server_bytes_per_conn"] = per_conn ? nlohmann::json(*per_conn) : nlohmann::json(nullptr);
       j["client_bytes_per_conn"] = self_per_conn;
+      apply_asserts(j, asserts, report);
       print_json_line(j);
     } else {
       std::printf("idle: %d connections to %s opened in %.2f s\n", r->connections,
@@ -196,7 +264,7 @@ int main(int argc, char** argv) {
       }
       std::printf("derp-bench's own RSS: %.0f bytes per connection\n", self_per_conn);
     }
-    return kExitOk;
+    return report.ok() ? kExitOk : kExitCheckFailed;
   }
 
   // ---- --connect-storm
@@ -206,6 +274,15 @@ int main(int argc, char** argv) {
     if (!r) return cli.fail(r.error());
     const int ok = r->connections - r->failed;
     const double rate = static_cast<double>(ok) / r->seconds;
+    const bool measured = r->handshake.count() > 0;
+    auto hs = [&](double q) -> std::optional<double> {
+      if (!measured) return std::nullopt;
+      return ms(q >= 1 ? r->handshake.max() : r->handshake.quantile(q));
+    };
+    const AssertReport report = check_asserts(
+        asserts, {{"connections", r->connections},     {"failed", r->failed},
+                  {"conns_per_second", rate},           {"handshake_p50", hs(0.50)},
+                  {"handshake_p99", hs(0.99)},          {"handshake_max", hs(1)}});
     if (cli.json()) {
       auto j = r->failed == 0 ? json_ok() : json_error(Error(ErrorKind::kConnect, r->first_error));
       j["mode"] = "connect_storm";
@@ -215,6 +292,7 @@ int main(int argc, char** argv) {
       j["seconds"] = r->seconds;
       j["conns_per_second"] = rate;
       j["handshake_ms"] = quantiles_ms(r->handshake);
+      apply_asserts(j, asserts, report);
       print_json_line(j);
     } else {
       std::printf("connect storm: %d connections (%d failed) to %s in %.2f s: %.0f conn/s\n",
@@ -222,7 +300,7 @@ int main(int argc, char** argv) {
       std::printf("handshake  %s\n", quantiles_text(r->handshake).c_str());
       if (r->failed > 0) std::printf("first failure: %s\n", r->first_error.c_str());
     }
-    return r->failed == 0 ? kExitOk : kExitCheckFailed;
+    return r->failed == 0 && report.ok() ? kExitOk : kExitCheckFailed;
   }
 
   // ---- load (relay or --raw)
@@ -238,9 +316,32 @@ int main(int argc, char** argv) {
   const double fairness = r->max_pair_pps > 0 ? r->min_pair_pps / r->max_pair_pps : 0;
   const std::string loop = cfg.flood ? "open (max)" : cfg.rate > 0 ? "open" : "closed";
   const std::string where = raw ? "raw TCP forwarder (in-process)" : target->url;
-  const bool ok = r->delivered > 0;
+  const bool delivered_any = r->delivered > 0;
+  const bool have_latency = r->latency.count() > 0;
+  const bool have_ping = r->ping.count() > 0;
+  auto lat = [&](const Histogram& h, bool have, double q) -> std::optional<double> {
+    if (!have) return std::nullopt;
+    return ms(q >= 1 ? h.max() : h.quantile(q));
+  };
+  const AssertReport report = check_asserts(
+      asserts, {{"sent_pps", sent_pps},
+                {"delivered_pps", deliv_pps},
+                {"delivered_mbps", deliv_pps * bits / 1e6},
+                {"drop", drop_pct},
+                {"lost", static_cast<double>(r->lost)},
+                {"stalls", static_cast<double>(r->stalls)},
+                {"fairness", fairness},
+                {"p50", lat(r->latency, have_latency, 0.50)},
+                {"p90", lat(r->latency, have_latency, 0.90)},
+                {"p99", lat(r->latency, have_latency, 0.99)},
+                {"p999", lat(r->latency, have_latency, 0.999)},
+                {"max", lat(r->latency, have_latency, 1)},
+                {"ping_p50", lat(r->ping, have_ping, 0.50)},
+                {"ping_p99", lat(r->ping, have_ping, 0.99)}});
+  const bool ok = delivered_any && report.ok();
   if (cli.json()) {
-    auto j = ok ? json_ok() : json_error(Error(ErrorKind::kIo, "no packet was delivered"));
+    auto j = delivered_any ? json_ok()
+                           : json_error(Error(ErrorKind::kIo, "no packet was delivered"));
     j["mode"] = raw ? "raw" : "load";
     j["server"] = raw ? nlohmann::json(nullptr) : nlohmann::json(target->url);
     j["server_key"] = raw ? nlohmann::json(nullptr) : nlohmann::json(r->server_key);
@@ -272,6 +373,7 @@ int main(int argc, char** argv) {
       j["ping_ms"] = quantiles_ms(r->ping);
       j["pings_sent"] = r->pings_sent;
     }
+    apply_asserts(j, asserts, report);
     print_json_line(j);
   } else {
     std::printf("%s: %d pairs x %zu B, %s loop", where.c_str(), cfg.pairs, cfg.size, loop.c_str());
@@ -297,9 +399,6 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(r->foreign));
     }
   }
-  if (!ok) {
-    cli.note("no packet was delivered");
-    return kExitCheckFailed;
-  }
-  return kExitOk;
+  if (!delivered_any) cli.note("no packet was delivered");
+  return ok ? kExitOk : kExitCheckFailed;
 }

@@ -128,10 +128,50 @@ TEST_F(BenchSmoke, ConnectStormCountsHandshakes) {
   EXPECT_GE(server_->counters().at("accepts"), 100);
 }
 
+TEST_F(BenchSmoke, AssertGatesALoadRun) {
+  const std::vector<std::string> load = {url_,         "--pairs",  "1",        "--window", "4",
+                                         "--duration", "500ms",    "--warmup", "0s"};
+  auto pass = load;
+  pass.insert(pass.end(), {"--assert", "delivered_pps>0,p50>0ms", "--assert", "drop<=100%"});
+  auto j = run_json(pass, 0);
+  EXPECT_EQ(j["ok"], true) << j.dump();
+  ASSERT_EQ(j["asserts"].size(), 3u) << j.dump();
+  for (const auto& a : j["asserts"]) EXPECT_EQ(a["ok"], true) << a.dump();
+
+  auto fail = load;
+  fail.insert(fail.end(), {"--assert", "delivered_pps>1G", "--json"});
+  auto r = run_tool("derp-bench", fail, "", 60s);
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;
+  EXPECT_NE(r.err.find("assert failed: delivered_pps="), std::string::npos) << r.err;
+  auto f = nlohmann::json::parse(r.out);
+  EXPECT_EQ(f["ok"], false);
+  EXPECT_EQ(f["error"]["layer"], "check");
+  EXPECT_EQ(f["asserts"][0]["ok"], false);
+  EXPECT_GT(f["delivered_pps"].get<double>(), 0);  // the measurement is still reported
+}
+
+TEST_F(BenchSmoke, AssertOnIdleAndStormUsesTheirMetrics) {
+  auto idle = run_json({url_, "--idle", "20", "--duration", "50ms", "--server-pid",
+                        std::to_string(::getpid()), "--assert",
+                        "connections==20,server_bytes_per_conn<1G"});
+  EXPECT_EQ(idle["ok"], true) << idle.dump();
+  EXPECT_EQ(idle["asserts"].size(), 2u);
+  auto storm = run_json({url_, "--connect-storm", "20", "--assert", "failed==0,handshake_p99>0ms"});
+  EXPECT_EQ(storm["ok"], true) << storm.dump();
+  auto low = run_json({url_, "--connect-storm", "20", "--assert", "conns_per_second>1G"}, 1);
+  EXPECT_EQ(low["ok"], false) << low.dump();
+  // A metric the mode does not measure is a usage error before anything runs.
+  auto r = run_tool("derp-bench", {url_, "--idle", "5", "--assert", "p99<5ms"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("p99"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("server_bytes_per_conn"), std::string::npos) << r.err;  // known names
+}
+
 TEST_F(BenchSmoke, RefusesWhatItCannotDo) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {url_, "--websocket"},
            {url_, "--assert"},
+           {url_, "--assert", "delivered_pps>fast"},
            {url_, "--proxy", "http://127.0.0.1:1"},
            {"--derp-map", "map.json", "--region", "1"},
            {"--raw", url_},

@@ -23,10 +23,10 @@ ClientConn::ClientConn(Relay& relay, Stats& stats, ChunkPool& pool, const Server
       disco_q_(std::max<size_t>(1, opts.per_client_queue_depth)),
       data_q_(std::max<size_t>(1, opts.per_client_queue_depth)) {
   const size_t depth = std::max<size_t>(1, opts.per_client_queue_depth);
-  inflight_.reserve(2 * depth);
-  // preamble + two buffers per packet + control frames + pong + keep-alive.
-  bufs_capacity_ = 1 + 2 * 2 * depth + kMaxControlPerBatch + 2;
-  bufs_.reserve(bufs_capacity_);
+  // preamble + two buffers per packet + control frames + pong + keep-alive + health. Reserved
+  // in full on the first batch that carries packets; until then control batches need few.
+  bufs_capacity_ = 1 + 2 * 2 * depth + kMaxControlPerBatch + 3;
+  bufs_.reserve(kSmallBatch);
   encode_keep_alive(keep_alive_buf_);
   rate_tokens_ = static_cast<double>(rate_burst(opts));
 }
@@ -185,15 +185,23 @@ bool ClientConn::begin_batch() {
   }
   // Packets before control frames: a PeerGone(X) queued after a packet from X must not
   // overtake it.
+  if ((!disco_q_.empty() || !data_q_.empty()) && inflight_.capacity() == 0) {
+    // The first batch with packets: size the batch buffers once for the largest batch.
+    inflight_.reserve(disco_q_.capacity() + data_q_.capacity());
+    bufs_.reserve(bufs_capacity_);
+  }
   for (PacketRing* q : {&disco_q_, &data_q_}) {
     while (!q->empty()) inflight_.push_back(q->pop_front());
+  }
+  if (!control_.empty() && !control_inflight_) {
+    control_inflight_ = std::make_unique<std::array<Control, kMaxControlPerBatch>>();
   }
   for (const PacketEntry& e : inflight_) {
     bufs_.emplace_back(e.head.data(), e.head.size());
     if (e.len > 0) bufs_.emplace_back(e.data, e.len);
   }
   while (!control_.empty() && control_inflight_n_ < kMaxControlPerBatch) {
-    Control& c = control_inflight_[control_inflight_n_++];
+    Control& c = (*control_inflight_)[control_inflight_n_++];
     c = control_.front();
     control_.pop_front();
     bufs_.emplace_back(c.bytes.data(), c.len);

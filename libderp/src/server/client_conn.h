@@ -41,27 +41,31 @@ struct PacketEntry {
   std::array<uint8_t, kFrameHeaderLen + kKeyLen> head{};
 };
 
-// Fixed-capacity FIFO, allocated once.
+// Fixed-capacity FIFO. The slots are allocated on the first push, not up front: most of a big
+// relay's connections are idle, and an idle connection should cost no queue memory (issue 8).
 class PacketRing {
  public:
-  explicit PacketRing(size_t capacity) : slots_(capacity) {}
+  explicit PacketRing(size_t capacity) : capacity_(capacity) {}
   bool empty() const { return size_ == 0; }
-  bool full() const { return size_ == slots_.size(); }
+  bool full() const { return size_ == capacity_; }
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
   PacketEntry& push_back() {
-    PacketEntry& e = slots_[(head_ + size_) % slots_.size()];
+    if (!slots_) slots_ = std::make_unique<PacketEntry[]>(capacity_);  // once per connection
+    PacketEntry& e = slots_[(head_ + size_) % capacity_];
     ++size_;
     return e;
   }
   PacketEntry pop_front() {
     PacketEntry e = slots_[head_];
-    head_ = (head_ + 1) % slots_.size();
+    head_ = (head_ + 1) % capacity_;
     --size_;
     return e;
   }
 
  private:
-  std::vector<PacketEntry> slots_;
+  std::unique_ptr<PacketEntry[]> slots_;
+  size_t capacity_;
   size_t head_ = 0;
   size_t size_ = 0;
 };
@@ -164,6 +168,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
     std::array<uint8_t, kFrameHeaderLen + kPeerPresentLen> bytes{};
   };
   static constexpr size_t kMaxControlPerBatch = 64;
+  static constexpr size_t kSmallBatch = 8;  // buffers reserved before the first packet
 
   // Queues a control frame and schedules a flush, unless the connection is closing or (with
   // `owed_from`) no packet from that key was delivered here. True when queued.
@@ -208,9 +213,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::vector<uint8_t> preamble_;
   std::unordered_set<NodePublic> received_from_;
 
-  // The batch being written (own loop only, sized once).
+  // The batch being written (own loop only). Sized when first needed — the packet buffers on
+  // the first batch with packets, the control slots on the first with control frames — and
+  // kept: an idle connection holds none of it, a busy one never reallocates.
   std::vector<PacketEntry> inflight_;
-  std::array<Control, kMaxControlPerBatch> control_inflight_{};
+  std::unique_ptr<std::array<Control, kMaxControlPerBatch>> control_inflight_;
   size_t control_inflight_n_ = 0;
   std::array<uint8_t, kFrameHeaderLen + 8> pong_buf_{};
   bool pong_inflight_ = false;

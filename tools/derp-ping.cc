@@ -30,6 +30,25 @@ using Clock = std::chrono::steady_clock;
 constexpr char kMagic[8] = {'d', 'e', 'r', 'p', 'p', 'i', 'n', 'g'};
 constexpr size_t kProbeHeader = 32;
 
+// Relays (derper and derp-serve alike) answer a packet for a key they do not know with
+// PeerGone(NotHere) only when the payload looks like a disco message: at least 62 bytes starting
+// with "TS💬" (PROTOCOL.md §4.4). The probes above do not, so a run first sends one packet of
+// that shape, marked as ours, to learn whether the peer is connected at all. A real disco peer
+// drops it (it does not decrypt); `derp-recv --echo` echoes it and the echo is skipped.
+constexpr uint8_t kDiscoMagic[6] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};
+constexpr size_t kPresenceCheckSize = 62;
+
+std::vector<uint8_t> presence_check_payload() {
+  std::vector<uint8_t> p(kPresenceCheckSize, 0);
+  std::memcpy(p.data(), kDiscoMagic, sizeof kDiscoMagic);
+  std::memcpy(p.data() + sizeof kDiscoMagic, kMagic, sizeof kMagic);
+  return p;
+}
+
+bool is_presence_check(const std::vector<uint8_t>& d) {
+  return d == presence_check_payload();
+}
+
 void put_u64(uint8_t* p, uint64_t v) {
   for (int i = 7; i >= 0; --i) {
     p[i] = static_cast<uint8_t>(v & 0xff);
@@ -70,6 +89,7 @@ struct PeerProber {
   uint64_t run_id;
   bool peer_gone = false;  // the relay said the peer is not connected
   int64_t stray = 0;       // late echoes and unrelated packets
+  bool presence_checked = false;
 
   derp::Result<std::chrono::nanoseconds> probe(uint64_t seq, std::chrono::milliseconds timeout) {
     using namespace derp;
@@ -80,6 +100,10 @@ struct PeerProber {
     const auto start = Clock::now();
     put_u64(payload.data() + 24, static_cast<uint64_t>(start.time_since_epoch().count()));
     for (size_t i = kProbeHeader; i < size; ++i) payload[i] = static_cast<uint8_t>(i);
+    if (!presence_checked) {
+      presence_checked = true;
+      if (auto sent = client.send(peer, presence_check_payload()); !sent) return sent.error();
+    }
     if (auto sent = client.send(peer, payload); !sent) return sent.error();
     const auto deadline = start + timeout;
     for (;;) {
@@ -97,6 +121,7 @@ struct PeerProber {
       }
       auto* pkt = std::get_if<ReceivedPacket>(&*m);
       if (!pkt) continue;
+      if (pkt->src == peer && is_presence_check(pkt->data)) continue;  // its echo: not stray
       const auto now = Clock::now();
       const auto& d = pkt->data;
       if (pkt->src != peer || d.size() != size || std::memcmp(d.data(), kMagic, 8) != 0 ||
@@ -249,7 +274,12 @@ int main(int argc, char** argv) {
   } else if (!ok) {
     why = std::to_string(sent - received) + " of " + std::to_string(sent) + " " +
           (peer ? "echoes" : "pongs") + " lost";
-    if (last_error) why += " (last: " + last_error->message + ")";
+    if (peer && prober.peer_gone && received == 0) {
+      // The relay answered the presence check with PeerGone(NotHere): say that first.
+      why = "peer " + peer->to_string() + " is not connected to this relay (" + why + ")";
+    } else if (last_error) {
+      why += " (last: " + last_error->message + ")";
+    }
   }
   std::string hint;
   if (peer && prober.peer_gone && received == 0) {

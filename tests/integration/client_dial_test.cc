@@ -663,6 +663,7 @@ class TinyHttp {
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
   }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
  private:
   asio::io_context io_;
@@ -702,12 +703,34 @@ TEST(DerpMapLoad, FromFileAndFileUrlAndHttpUrl) {
   EXPECT_EQ(*a, *c);
 }
 
+TEST(DerpMapLoad, HttpsUrlIsVerifiedAgainstTheCaFile) {
+  // derp-probe's --ca-file reaches the one loader: a map behind a self-signed certificate.
+  TinyHttp http(200, kMapJson);
+  auto cert = test::make_test_cert();
+  auto tls = test::TlsProxy::start(cert, http.port());
+  ASSERT_TRUE(tls);
+  const std::string url = "https://127.0.0.1:" + std::to_string(tls->port()) + "/m";
+  auto untrusted = load_derp_map(url, 5s);
+  ASSERT_FALSE(untrusted.ok());
+  EXPECT_EQ(untrusted.error().kind, ErrorKind::kTls) << untrusted.error().message;
+  auto trusted = load_derp_map(url, 5s, test::write_temp_file("map-ca.pem", cert.cert_pem));
+  ASSERT_TRUE(trusted.ok()) << trusted.error().message;
+  EXPECT_EQ(trusted->regions.at(900).nodes.at(0).derp_port, 3340);
+}
+
 TEST(DerpMapLoad, FailuresAreClassified) {
   TinyHttp missing(404, "not found");
   auto e404 = load_derp_map(missing.url("/nope"), 5s);
   ASSERT_FALSE(e404.ok());
   EXPECT_EQ(e404.error().kind, ErrorKind::kHttp);
-  EXPECT_NE(e404.error().message.find("404"), std::string::npos) << e404.error().message;
+  EXPECT_NE(e404.error().message.find("HTTP status 404"), std::string::npos)
+      << e404.error().message;
+  TinyHttp empty(204, "");
+  auto e204 = load_derp_map(empty.url("/m"), 5s);  // a map needs 200 (derpprobe's rule too)
+  ASSERT_FALSE(e204.ok());
+  EXPECT_EQ(e204.error().kind, ErrorKind::kHttp) << e204.error().message;
+  EXPECT_NE(e204.error().message.find("HTTP status 204"), std::string::npos)
+      << e204.error().message;
 
   TinyHttp garbage(200, "{not json");
   auto bad = load_derp_map(garbage.url("/map"), 5s);
@@ -725,6 +748,8 @@ TEST(DerpMapLoad, FailuresAreClassified) {
   auto nofile = load_derp_map("/nonexistent/derp-map.json", 5s);
   ASSERT_FALSE(nofile.ok());
   EXPECT_EQ(nofile.error().kind, ErrorKind::kUsage);
+  EXPECT_EQ(nofile.error().message,
+            "DERP map: cannot read /nonexistent/derp-map.json: No such file or directory");
 }
 
 }  // namespace

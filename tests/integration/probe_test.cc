@@ -300,9 +300,10 @@ TEST_F(Probe, NothingAnswersExitsOne) {
   EXPECT_EQ(last_json(res.out).at("report").at("preferred_derp"), 0);
 }
 
-TEST_F(Probe, MissingMapFileIsAUsageOrIoError) {
+TEST_F(Probe, MissingMapFileIsAUsageError) {
+  // The same loader and exit code as every tool's --derp-map (derp-connect: exit 2 too).
   auto res = run_tool("derp-probe", {"--derp-map", "/nonexistent/map.json"});
-  EXPECT_EQ(res.exit_code, 9) << res.err;
+  EXPECT_EQ(res.exit_code, 2) << res.err;
   EXPECT_NE(res.err.find("cannot read /nonexistent/map.json"), std::string::npos);
   auto bad = run_tool("derp-probe", {"--derp-map", write_temp_file("bad.json", "{\"Regions\":3}")});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;

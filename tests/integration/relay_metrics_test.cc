@@ -17,7 +17,7 @@ namespace derp::test {
 namespace {
 
 // The body of a GET over a fresh connection, after checking the status line.
-std::optional<std::string> http_get(uint16_t port, const std::string& path,
+std::optional<std::string> metrics_http_get(uint16_t port, const std::string& path,
                                     const std::string& want_status = "200 OK") {
   RawConn raw(port);
   if (!raw.ok()) return std::nullopt;
@@ -58,7 +58,7 @@ std::map<std::string, int64_t> parse_prometheus(const std::string& body) {
 TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto before_body = http_get(relay->port(), "/debug/varz");
+  auto before_body = metrics_http_get(relay->port(), "/debug/varz");
   ASSERT_TRUE(before_body.has_value());
   const auto before = parse_prometheus(*before_body);
   ASSERT_TRUE(before.count("derp_packets_received"));
@@ -74,7 +74,7 @@ TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->frame_type(), FrameType::kRecvPacket);
 
-  auto after_body = http_get(relay->port(), "/debug/varz");
+  auto after_body = metrics_http_get(relay->port(), "/debug/varz");
   ASSERT_TRUE(after_body.has_value());
   const auto after = parse_prometheus(*after_body);
   EXPECT_EQ(after.at("derp_packets_received"), before.at("derp_packets_received") + 1);
@@ -100,7 +100,7 @@ size_t metrics_json_leaves(const nlohmann::json& j) {
 TEST(RelayMetrics, DebugVarsIsJsonHoldingEveryCounter) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto body = http_get(relay->port(), "/debug/vars");
+  auto body = metrics_http_get(relay->port(), "/debug/vars");
   ASSERT_TRUE(body.has_value());
   const auto j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << *body;
@@ -146,10 +146,10 @@ TEST(RelayMetrics, DebugVarzUsesDerpersNamesForItsOwnExpvars) {
 TEST(RelayMetrics, DebugIndexListsTheEndpointsAndUnknownDebugPathIs404) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto index = http_get(relay->port(), "/debug/");
+  auto index = metrics_http_get(relay->port(), "/debug/");
   ASSERT_TRUE(index.has_value());
   EXPECT_NE(index->find("/debug/varz"), std::string::npos);
-  EXPECT_TRUE(http_get(relay->port(), "/debug/nope", "404 Not Found").has_value());
+  EXPECT_TRUE(metrics_http_get(relay->port(), "/debug/nope", "404 Not Found").has_value());
 }
 
 TEST(RelayMetrics, MetricsAddrServesPrometheusOnItsOwnListener) {
@@ -161,11 +161,11 @@ TEST(RelayMetrics, MetricsAddrServesPrometheusOnItsOwnListener) {
   ASSERT_EQ(addr.rfind("127.0.0.1:", 0), 0u) << addr;
   const auto port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
   ASSERT_NE(port, relay->port());
-  auto body = http_get(port, "/metrics");
+  auto body = metrics_http_get(port, "/metrics");
   ASSERT_TRUE(body.has_value());
   const auto m = parse_prometheus(*body);
   EXPECT_TRUE(m.count("derp_accepts"));
-  EXPECT_TRUE(http_get(port, "/debug/varz", "404 Not Found").has_value());
+  EXPECT_TRUE(metrics_http_get(port, "/debug/varz", "404 Not Found").has_value());
 }
 
 TEST(RelayMetrics, BadMetricsAddrFailsStartWithUsageError) {
@@ -195,7 +195,7 @@ TEST(DerpServeMetrics, MetricsAddrServesMetricsFromTheTool) {
   ASSERT_TRUE(std::regex_match(
       *line, m, std::regex(".* stun 127\\.0\\.0\\.1:[0-9]+ metrics 127\\.0\\.0\\.1:([0-9]+)")))
       << *line;
-  auto body = http_get(static_cast<uint16_t>(std::stoi(m[1].str())), "/metrics");
+  auto body = metrics_http_get(static_cast<uint16_t>(std::stoi(m[1].str())), "/metrics");
   ASSERT_TRUE(body.has_value());
   const auto metrics = parse_prometheus(*body);
   EXPECT_TRUE(metrics.count("derp_packets_received"));

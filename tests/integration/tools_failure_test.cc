@@ -365,16 +365,21 @@ TEST_F(PingPeer, MeasuresEchoRoundTripsThroughTheRelay) {
   auto er = echo_->wait(20s);
   EXPECT_EQ(er.exit_code, 0) << er.err;
   int packets = 0;
+  int presence_checks = 0;  // derp-ping's one 62-byte disco-shaped "is the peer here?" packet
   std::istringstream in(er.out);
   std::string line;
   while (std::getline(in, line)) {
     auto e = nlohmann::json::parse(line);
-    if (e["event"] == "packet") {
-      ++packets;
-      EXPECT_EQ(e["len"], 200);
+    if (e["event"] != "packet") continue;
+    if (e["len"] == 62) {
+      ++presence_checks;
+      continue;
     }
+    ++packets;
+    EXPECT_EQ(e["len"], 200);
   }
   EXPECT_EQ(packets, 5);
+  EXPECT_EQ(presence_checks, 1);
   echo_.reset();
 
   auto human = run_tool("derp-ping", {url_, "--peer", peer_, "--count", "1"});
@@ -401,6 +406,17 @@ TEST_F(ToolFailures, PingPeerNotConnectedIsCheckFailure) {
   EXPECT_EQ(j["received"], 0);
   EXPECT_EQ(j["loss"], 100.0);
   EXPECT_EQ(j["error"]["layer"], "check");
+  // The relay answered derp-ping's disco-shaped presence check with PeerGone(NotHere).
+  const std::string msg = j["error"]["message"];
+  EXPECT_EQ(msg.rfind("peer " + absent + " is not connected to this relay", 0), 0u) << msg;
+  EXPECT_EQ(j["error"]["hint"], "run `derp-recv --echo` with that key on the same relay");
+
+  auto human = run_tool("derp-ping", {url_, "--peer", absent, "--count", "1", "--timeout", "5s"});
+  EXPECT_EQ(human.exit_code, 1) << human.err;
+  EXPECT_NE(human.out.find("no echo seq=1: peer " + absent + " is not connected to this relay"),
+            std::string::npos)
+      << human.out;
+  EXPECT_NE(human.err.find("(hint: run `derp-recv --echo`"), std::string::npos) << human.err;
 }
 
 TEST_F(ToolFailures, PingSizeWithoutPeerAndBadPeerAreUsage) {

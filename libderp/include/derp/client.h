@@ -8,7 +8,8 @@
 // and the mesh calls connect on demand; send_ping()/send_pong() never do). Any error on an
 // established connection drops it and is returned; the next call reconnects. Each successful
 // connect increments the connection generation (the first is 1). After close() every call
-// returns a kClosed error.
+// returns a kClosed error; after cancel() or a requested ClientOptions::stop_token, a kClosed
+// error saying "client cancelled".
 #pragma once
 
 #include <array>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -90,6 +92,12 @@ struct ClientOptions {
   // Upgrade: DERP, i.e. a proxy stripped it) makes the client retry once over WebSocket; the
   // connect report's note then says so.
   bool websocket = false;
+
+  // Go's BaseContext: the caller's way to abort everything this client does. Once stop is
+  // requested (from any thread), a connect in flight, a blocked recv() or ping() and a pending
+  // write return promptly with kClosed ("client cancelled"), and every later call fails the same
+  // way, as after close(). Client::cancel() does the same without a stop_source.
+  std::stop_token stop_token;
 };
 
 // What the last successful connect did, phase by phase (derp-connect prints it). Phases that
@@ -173,11 +181,60 @@ struct ConnectedState {
   std::string local_addr;  // "127.0.0.1:54321" when connected
 };
 
+// ---- Go's DialRegionTLS (what netcheck uses to time HTTPS to a region without DERP).
+
+struct TlsDialOptions {
+  std::string ca_file;    // extra trusted roots (PEM) on top of the system store
+  bool insecure = false;  // no certificate verification (tests only); nodes' InsecureForTests too
+  std::chrono::milliseconds connect_timeout{10000};  // the whole dial, DNS to TLS finished
+  std::function<bool()> prefer_ipv6;                 // as ClientOptions::prefer_ipv6
+  std::function<void(std::string_view)> log;         // a failed node, before the next is tried
+};
+
+// A TLS connection to one region node, nothing on top (no HTTP, no DERP). Blocking; use it
+// from one thread at a time. A read or write that exceeds its timeout closes the connection.
+class TlsConnection {
+ public:
+  ~TlsConnection();
+  TlsConnection(const TlsConnection&) = delete;
+  TlsConnection& operator=(const TlsConnection&) = delete;
+
+  // At least one byte into buf. kIo "… connection closed by server" at EOF, kTimeout when
+  // nothing came within `timeout`, kClosed after close().
+  Result<size_t> read_some(std::span<uint8_t> buf, std::chrono::milliseconds timeout);
+  // All of data, or an error as read_some's.
+  Result<void> write(std::span<const uint8_t> data, std::chrono::milliseconds timeout);
+  void close();  // idempotent
+
+  const DERPNode& node() const;  // the node dialed (Go's returned *DERPNode)
+  const TlsInfo& tls_info() const;
+  // The dial's phases and addresses (dns, tcp, tls, total; local/remote_addr; node_name; url).
+  const ConnectReport& report() const;
+
+ private:
+  struct Impl;
+  explicit TlsConnection(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  friend Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion&,
+                                                                const TlsDialOptions&);
+};
+
+// Dials the region's nodes as a region client does (map order, STUNOnly skipped, IPv4/IPv6
+// raced per node, "none"/explicit IPs, DERPPort, CertName name or sha256-raw pin,
+// InsecureForTests) and runs TLS on the first node that accepts TCP. No proxy. Errors: kUsage
+// (no https:// node, bad CertName), kDns, kConnect, kTls, kTimeout.
+Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion& region,
+                                                       const TlsDialOptions& options = {});
+
 class Client {
  public:
   // Validates the options (kUsage on a bad URL, zero private key, unreadable ca_file, malformed
   // sha256-raw pin) and starts the event-loop thread. Never connects.
   static Result<std::unique_ptr<Client>> create(ClientOptions options);
+  // Go's NewNetcheckClient: a client without an identity (private_key, server_url and region are
+  // ignored) that can only dial_region_tls(); every DERP call returns kUsage. Its ca_file,
+  // insecure, connect_timeout, prefer_ipv6 and log apply to the dials.
+  static Result<std::unique_ptr<Client>> create_netcheck(ClientOptions options);
   ~Client();  // close() and join
 
   Client(const Client&) = delete;
@@ -212,8 +269,16 @@ class Client {
                               std::span<const uint8_t> data);
   Result<void> watch_conns();
 
+  // Go's Client.DialRegionTLS with this client's TLS settings (see derp::dial_region_tls).
+  // kClosed after close()/cancel(). Works on every client, netcheck or not.
+  Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion& region);
+
   // Closes the connection and the client for good. Idempotent.
   void close();
+  // close(), but calls in flight and later ones report kClosed "client cancelled" (what a
+  // requested ClientOptions::stop_token does). Idempotent; a no-op after close().
+  void cancel();
+  bool cancelled() const;
 
   // The relay's key once a connect has succeeded (zero before).
   NodePublic server_public_key() const;

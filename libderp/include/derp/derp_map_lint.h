@@ -1,4 +1,4 @@
-// Getting a DERP map (file or URL) and checking it for mistakes. PROTOCOL.md §8.
+// Checking a DERP map for mistakes (loading it: derp_map_load.h). PROTOCOL.md §8.
 #pragma once
 
 #include <chrono>
@@ -6,18 +6,13 @@
 #include <vector>
 
 #include "derp/derp_map.h"
+#include "derp/derp_map_load.h"  // load_derp_map: the one loader every tool uses
 #include "derp/result.h"
 
 namespace derp::probe {
 
 // The public map Tailscale serves; a tool's default. Never fetched by tests.
 inline constexpr const char* kDefaultDerpMapUrl = "https://login.tailscale.com/derpmap/default";
-
-// A map from an http(s):// URL (libcurl; status must be 200) or else a file path. Errors carry
-// the layer (kDns, kConnect, kTls, kHttp, kTimeout, kIo for an unreadable file) and kUsage for
-// a map that does not parse.
-Result<DERPMap> load_derp_map(const std::string& source, std::chrono::milliseconds timeout,
-                              const std::string& ca_file = "");
 
 struct LintFinding {
   std::string where;    // "region 900 node 900a", "region 901", "map"

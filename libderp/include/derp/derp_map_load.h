@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 #include <string_view>
 
 #include "derp/derp_map.h"
@@ -10,9 +11,12 @@
 
 namespace derp {
 
-// `source` is a path, a file:// URL, or an http:// / https:// URL (system CAs; redirects
-// followed). Errors: kUsage (unreadable file, bad JSON — the parser's message), kDns, kConnect,
-// kTls, kHttp (status ≥ 400), kTimeout (the whole fetch exceeded `timeout`).
-Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout);
+// `source` is a path, a file:// URL, or an http:// / https:// URL (system CAs, or the PEM
+// bundle `ca_file` instead when given; redirects followed; the final status must be 200). The
+// one loader of every tool (--derp-map) and of derp-probe. Errors: kUsage (unreadable file:
+// "DERP map: cannot read PATH: why"; bad JSON: the parser's message), kDns, kConnect, kTls,
+// kHttp ("HTTP status N"), kTimeout (the whole fetch exceeded `timeout`).
+Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout,
+                              const std::string& ca_file = "");
 
 }  // namespace derp

@@ -27,7 +27,7 @@
 #include "client/messages.h"
 #include "net/client_stream.h"
 #include "net/dial_deadline.h"
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/dns_cache.h"
 #include "net/http_upgrade_client.h"
 #include "net/tls_client.h"
@@ -44,7 +44,10 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr const char* kUserAgent = "libderp/" DERP_VERSION_STRING;
 
-Error closed_error() { return Error(ErrorKind::kClosed, "client closed"); }
+Error closed_error(bool cancelled = false) {
+  return cancelled ? Error(ErrorKind::kClosed, "client cancelled (stop requested)")
+                   : Error(ErrorKind::kClosed, "client closed");
+}
 
 struct WriteOp {
   std::vector<uint8_t> bytes;
@@ -91,9 +94,10 @@ struct PendingPing {
 }  // namespace
 
 struct Client::Impl {
-  Impl(ClientOptions o, std::vector<client::ServerTarget> t)
+  Impl(ClientOptions o, std::vector<client::ServerTarget> t, bool netcheck = false)
       : opts(std::move(o)),
         targets(std::move(t)),
+        netcheck_only(netcheck),
         self_pub(opts.private_key.public_key()),
         dns_cache(opts.dns_cache_ttl),
         can_ack_pings(opts.can_ack_pings),
@@ -106,6 +110,7 @@ struct Client::Impl {
 
   ClientOptions opts;
   const std::vector<client::ServerTarget> targets;  // one for a URL client; nodes for a region
+  const bool netcheck_only;  // Client::create_netcheck: no targets, only dial_region_tls()
   const NodePublic self_pub;
   std::string region_label;  // "" for a URL client
   net::DnsCache dns_cache;   // (io)
@@ -116,6 +121,12 @@ struct Client::Impl {
   std::thread thread;
 
   std::mutex connect_mu;  // one connect at a time
+  std::atomic<bool> cancelled{false};  // set before closed when the close was a cancellation
+  // Calls Client::cancel() when opts.stop_token is requested; reset first in ~Client.
+  std::optional<std::stop_callback<std::function<void()>>> stop_cb;
+
+  Error closed_err() const { return closed_error(cancelled.load()); }
+  void close(bool cancel);  // Client::close() / cancel()
 
   mutable std::mutex mu;
   std::condition_variable cv;  // queue, connection death, close
@@ -138,7 +149,12 @@ struct Client::Impl {
 
   // What messages name when no connection exists: the URL's host:port or the region.
   std::string target_name() const {
+    if (netcheck_only) return "no relay (netcheck client)";
     return opts.region ? region_label : targets.front().url.host_port();
+  }
+
+  Error netcheck_error() const {
+    return Error(ErrorKind::kUsage, "a netcheck client can only dial_region_tls()");
   }
 
   // ---- connection state
@@ -172,7 +188,8 @@ struct Client::Impl {
     std::lock_guard connect_lock(connect_mu);
     {
       std::lock_guard lk(mu);
-      if (closed) return closed_error();
+      if (closed) return closed_err();
+      if (netcheck_only) return netcheck_error();
       if (conn && !conn->dead) return conn;
       if (conn && conn->dead) {
         Error e = *conn->error;
@@ -182,15 +199,16 @@ struct Client::Impl {
       connecting = true;
     }
     const uint64_t gen = generation + 1;  // generation only changes under connect_mu
-    Result<std::shared_ptr<Conn>> r = closed_error();
+    Result<std::shared_ptr<Conn>> r = closed_err();
     try {
       auto fut = asio::co_spawn(io, do_connect(gen), asio::use_future);
       r = fut.get().result;
     } catch (const std::exception&) {
-      r = closed_error();  // the loop stopped under us: close()/destructor
+      r = closed_err();  // the loop stopped under us: close()/destructor
     }
     std::lock_guard lk(mu);
     connecting = false;
+    if (closed) return closed_err();  // aborted by close()/cancel(): say so, not "timed out"
     if (!r) return r;
     return conn;
   }
@@ -198,6 +216,12 @@ struct Client::Impl {
   asio::awaitable<ConnectOutcome> do_connect(uint64_t gen) {
     auto ex = io.get_executor();
     auto deadline = std::make_shared<net::DialDeadline>(ex, opts.connect_timeout);
+    {
+      // close()/cancel() aborts `dialing` on this thread; one that ran before this dial was
+      // set up found nothing to abort, so look at the flag too.
+      std::lock_guard lk(mu);
+      if (closed) co_return ConnectOutcome{};
+    }
     dialing = deadline;
     // Not `ConnectOutcome out{co_await ...}`: GCC 12 destroys the temporary of a co_await in a
     // braced initializer twice (a shared_ptr then loses a reference).
@@ -341,7 +365,7 @@ struct Client::Impl {
       std::lock_guard lk(mu);
       if (closed) {
         c->stream->close();
-        co_return closed_error();
+        co_return closed_err();
       }
       if (preferred) {
         std::array<uint8_t, kFrameHeaderLen + 1> f{};
@@ -527,11 +551,11 @@ struct Client::Impl {
       }
       ec = fut.get();
     } catch (const std::exception&) {
-      return closed_error();
+      return closed_err();
     }
     if (!ec) return {};
     std::lock_guard lk(mu);
-    if (closed) return closed_error();
+    if (closed) return closed_err();
     Error e = c->error ? *c->error
                        : Error(ErrorKind::kIo,
                                "write to " + c->where + ": " + net::lower_first(ec.message()), ec);
@@ -553,7 +577,8 @@ struct Client::Impl {
       c = *r;
     } else {
       std::lock_guard lk(mu);
-      if (closed) return closed_error();
+      if (closed) return closed_err();
+      if (netcheck_only) return netcheck_error();
       if (!conn || conn->dead) return Error(ErrorKind::kIo, "not connected to " + target_name());
       c = conn;
     }
@@ -576,10 +601,45 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options), std::move(*targets));
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->io.run(); });
+  if (raw->opts.stop_token.stop_possible()) {
+    // Runs close(true) right here when stop was requested already.
+    raw->stop_cb.emplace(raw->opts.stop_token, std::function<void()>([raw] { raw->close(true); }));
+  }
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
+Result<std::unique_ptr<Client>> Client::create_netcheck(ClientOptions options) {
+  if (sodium_init() < 0) return Error(ErrorKind::kInternal, "libsodium failed to initialise");
+  options.private_key = NodePrivate::generate();  // never used: no DERP handshake happens
+  options.server_url.clear();
+  options.region.reset();
+  auto impl = std::make_unique<Impl>(std::move(options), std::vector<client::ServerTarget>{},
+                                     /*netcheck=*/true);
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->io.run(); });
+  if (raw->opts.stop_token.stop_possible()) {
+    raw->stop_cb.emplace(raw->opts.stop_token, std::function<void()>([raw] { raw->close(true); }));
+  }
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Result<std::unique_ptr<TlsConnection>> Client::dial_region_tls(const DERPRegion& region) {
+  {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->closed) return impl_->closed_err();
+  }
+  const ClientOptions& o = impl_->opts;
+  TlsDialOptions t;
+  t.ca_file = o.ca_file;
+  t.insecure = o.insecure;
+  t.connect_timeout = o.connect_timeout;
+  t.prefer_ipv6 = o.prefer_ipv6;
+  t.log = o.log;
+  return derp::dial_region_tls(region, t);
+}
+
 Client::~Client() {
+  impl_->stop_cb.reset();  // waits for a callback running on another thread
   close();
   impl_->work.reset();
   impl_->io.stop();
@@ -613,7 +673,7 @@ Result<ReceivedDetail> Client::recv_detail(std::chrono::milliseconds timeout) {
   const auto until = Clock::now() + timeout;
   std::unique_lock lk(d.mu);
   for (;;) {
-    if (d.closed) return closed_error();
+    if (d.closed) return d.closed_err();
     if (!d.queue.empty()) {
       ReceivedDetail m = std::move(d.queue.front());
       d.queue.pop_front();
@@ -647,6 +707,7 @@ Result<std::chrono::nanoseconds> Client::ping(std::chrono::milliseconds timeout)
   auto answer = pending->answer.get_future();
   {
     std::lock_guard lk(d.mu);
+    if (d.closed) return d.closed_err();  // close() already failed the pings it knew of
     do {
       randombytes_buf(data.data(), data.size());
     } while (d.pings.count(data));
@@ -673,7 +734,7 @@ Result<std::chrono::nanoseconds> Client::ping(std::chrono::milliseconds timeout)
   if (!got) {
     d.forget(*c);
     std::lock_guard lk(d.mu);
-    if (d.closed) return closed_error();
+    if (d.closed) return d.closed_err();
     return std::move(got).error();
   }
   return std::chrono::duration_cast<std::chrono::nanoseconds>(*got - start);
@@ -694,7 +755,8 @@ Result<void> Client::send_pong(const PingData& data) {
 Result<void> Client::note_preferred(bool preferred) {
   {
     std::lock_guard lk(impl_->mu);
-    if (impl_->closed) return closed_error();
+    if (impl_->closed) return impl_->closed_err();
+    if (impl_->netcheck_only) return impl_->netcheck_error();
     impl_->preferred = preferred;
     if (!impl_->conn || impl_->conn->dead) return {};  // sent after the next connect
   }
@@ -726,15 +788,22 @@ Result<void> Client::watch_conns() {
   return impl_->write_frame(std::move(frame), true);
 }
 
-void Client::close() {
-  Impl& d = *impl_;
+void Client::close() { impl_->close(false); }
+
+void Client::cancel() { impl_->close(true); }
+
+bool Client::cancelled() const { return impl_->cancelled.load(); }
+
+void Client::Impl::close(bool cancel) {
+  Impl& d = *this;
   std::shared_ptr<Conn> c;
   {
     std::lock_guard lk(d.mu);
     if (d.closed) return;
+    if (cancel) d.cancelled = true;
     d.closed = true;
     c = std::move(d.conn);
-    for (auto& [data, p] : d.pings) p->answer.set_value(closed_error());
+    for (auto& [data, p] : d.pings) p->answer.set_value(d.closed_err());
     d.pings.clear();
     d.queue.clear();
   }
@@ -757,7 +826,7 @@ NodePublic Client::self_public_key() const { return impl_->self_pub; }
 
 Result<std::string> Client::local_addr() const {
   std::lock_guard lk(impl_->mu);
-  if (impl_->closed) return closed_error();
+  if (impl_->closed) return impl_->closed_err();
   if (!impl_->conn || impl_->conn->dead) {
     return Error(ErrorKind::kIo, "not connected to " + impl_->target_name());
   }
@@ -785,6 +854,7 @@ std::optional<TlsInfo> Client::tls_info() const {
 }
 
 std::string Client::server_url() const {
+  if (impl_->netcheck_only) return "";
   if (!impl_->opts.region) return impl_->targets.front().url.to_string();
   std::lock_guard lk(impl_->mu);
   return impl_->last_url;

@@ -6,7 +6,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include "net/dial_race.h"
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/endpoint_text.h"
 #include "net/http_upgrade_client.h"
 #include "net/ws_client.h"
@@ -201,38 +201,68 @@ asio::awaitable<Result<std::unique_ptr<net::ClientStream>>> upgrade_websocket(
 
 }  // namespace
 
-asio::awaitable<Result<DialedStream>> dial_stream(const DialSettings& s,
-                                                 net::DialDeadline& deadline) {
-  DialedStream out;
-  const ServerTarget* used = nullptr;
-  std::optional<net::DialResult> tcp_conn;
+namespace {
+
+// The targets in order until one accepts TCP (Go's dialRegion: the first node where a socket
+// is established is used; its TLS or upgrade failing does not move on to the next node).
+// Fills the TCP phase of `rep`.
+asio::awaitable<Result<std::pair<const ServerTarget*, net::DialResult>>> dial_first_target(
+    const DialSettings& s, net::DialDeadline& deadline, ConnectReport& rep) {
   std::optional<Error> first_error;
   for (const auto& t : *s.targets) {
     auto r = co_await dial_target_tcp(s, t, deadline);
     if (r) {
-      used = &t;
-      tcp_conn.emplace(std::move(*r));
-      break;
+      rep.dns = r->dns;
+      rep.tcp = r->tcp;
+      rep.dns_cached = r->dns_cached;
+      rep.custom_dialer = static_cast<bool>(s.url_dialer);
+      rep.remote_addr = r->remote;
+      rep.url = t.url.to_string();
+      rep.node_name = t.node ? t.node->name : "";
+      if (t.proxy) rep.proxy = t.proxy->display;
+      co_return std::make_pair(&t, std::move(*r));
     }
     Error e = t.node ? r.error().wrap(s.region_label + ": node " + t.node->name) : r.error();
     if (deadline.expired()) co_return e;
     if (!first_error) first_error = e;
     if (s.log) s.log("derp client: " + e.message);
   }
-  if (!used) co_return *first_error;
+  if (!first_error) co_return Error(ErrorKind::kUsage, "nothing to dial");
+  co_return *first_error;
+}
 
-  out.target = used;
+}  // namespace
+
+asio::awaitable<Result<DialedStream>> dial_tls_only(const DialSettings& s,
+                                                   net::DialDeadline& deadline) {
+  DialedStream out;
   ConnectReport& rep = out.report;
-  rep.dns = tcp_conn->dns;
-  rep.tcp = tcp_conn->tcp;
-  rep.dns_cached = tcp_conn->dns_cached;
-  rep.custom_dialer = static_cast<bool>(s.url_dialer);
-  rep.remote_addr = tcp_conn->remote;
-  rep.url = used->url.to_string();
-  rep.node_name = used->node ? used->node->name : "";
-  if (used->proxy) rep.proxy = used->proxy->display;
+  auto dialed_tcp = co_await dial_first_target(s, deadline, rep);
+  if (!dialed_tcp) co_return std::move(dialed_tcp).error();
+  const ServerTarget* used = dialed_tcp->first;
+  out.target = used;
+  if (!used->tls) {
+    co_return Error(ErrorKind::kUsage, "node " + rep.node_name + ": not an https:// node");
+  }
+  auto tr = co_await secure(*used, std::move(dialed_tcp->second.socket), deadline, rep);
+  if (!tr) co_return std::move(tr).error();
+  rep.transport = "tls";
+  rep.local_addr = tr->stream->local_address();
+  if (rep.remote_addr.empty()) rep.remote_addr = tr->stream->remote_address();
+  out.stream = std::move(tr->stream);
+  co_return out;
+}
 
-  auto tr = co_await secure(*used, std::move(tcp_conn->socket), deadline, rep);
+asio::awaitable<Result<DialedStream>> dial_stream(const DialSettings& s,
+                                                 net::DialDeadline& deadline) {
+  DialedStream out;
+  ConnectReport& rep = out.report;
+  auto dialed_tcp = co_await dial_first_target(s, deadline, rep);
+  if (!dialed_tcp) co_return std::move(dialed_tcp).error();
+  const ServerTarget* used = dialed_tcp->first;
+  out.target = used;
+
+  auto tr = co_await secure(*used, std::move(dialed_tcp->second.socket), deadline, rep);
   if (!tr) co_return std::move(tr).error();
   rep.transport = used->tls ? "tls" : "tcp";
   rep.local_addr = tr->stream->local_address();

@@ -58,4 +58,9 @@ struct DialedStream {
 boost::asio::awaitable<Result<DialedStream>> dial_stream(const DialSettings& settings,
                                                         net::DialDeadline& deadline);
 
+// Go's DialRegionTLS: the targets' TCP as dial_stream does, then TLS on the first that
+// accepted, and nothing more (no HTTP, no DERP). kUsage for an http:// target.
+boost::asio::awaitable<Result<DialedStream>> dial_tls_only(const DialSettings& settings,
+                                                          net::DialDeadline& deadline);
+
 }  // namespace derp::client

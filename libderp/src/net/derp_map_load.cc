@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -36,7 +38,8 @@ ErrorKind kind_for(CURLcode rc) {
   }
 }
 
-Result<std::string> fetch_url(const std::string& url, std::chrono::milliseconds timeout) {
+Result<std::string> fetch_url(const std::string& url, std::chrono::milliseconds timeout,
+                              const std::string& ca_file) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* curl = curl_easy_init();
@@ -54,6 +57,7 @@ Result<std::string> fetch_url(const std::string& url, std::chrono::milliseconds 
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
   CURLcode rc = curl_easy_perform(curl);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -62,8 +66,9 @@ Result<std::string> fetch_url(const std::string& url, std::chrono::milliseconds 
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     return Error(kind_for(rc), "DERP map " + url + ": " + why);
   }
-  if (status >= 400) {
-    return Error(ErrorKind::kHttp, "DERP map " + url + ": HTTP " + std::to_string(status));
+  // file:// has no status (0). Anything but 200 after redirects is not a map.
+  if (status != 0 && status != 200) {
+    return Error(ErrorKind::kHttp, "DERP map " + url + ": HTTP status " + std::to_string(status));
   }
   return body;
 }
@@ -78,12 +83,13 @@ bool has_scheme(std::string_view s, std::string_view scheme) {
 
 }  // namespace
 
-Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout) {
+Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout,
+                              const std::string& ca_file) {
   std::string text;
   const std::string src(source);
   if (has_scheme(source, "http://") || has_scheme(source, "https://") ||
       has_scheme(source, "file://")) {
-    auto body = fetch_url(src, timeout);
+    auto body = fetch_url(src, timeout, ca_file);
     if (!body) {
       // A missing file:// is a configuration mistake, not an HTTP one.
       if (has_scheme(source, "file://")) {
@@ -94,7 +100,11 @@ Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds
     text = std::move(*body);
   } else {
     std::ifstream in(src, std::ios::binary);
-    if (!in) return Error(ErrorKind::kUsage, "DERP map " + src + ": cannot read the file");
+    if (!in) {
+      const int err = errno;
+      return Error(ErrorKind::kUsage,
+                   "DERP map: cannot read " + src + (err ? ": " + std::string(std::strerror(err)) : ""));
+    }
     std::ostringstream ss;
     ss << in.rdbuf();
     text = ss.str();

@@ -11,7 +11,7 @@
 #include <optional>
 #include <tuple>
 
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/endpoint_text.h"
 #include "net/awaitable.h"
 

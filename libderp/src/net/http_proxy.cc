@@ -17,7 +17,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/awaitable.h"
 
 namespace derp::net {

@@ -9,7 +9,7 @@
 #include <boost/beast/http/write.hpp>
 #include <sstream>
 
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 
 namespace derp::net {
 

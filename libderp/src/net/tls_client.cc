@@ -17,7 +17,7 @@
 #include <fstream>
 #include <vector>
 
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/awaitable.h"
 
 namespace derp::net {

@@ -11,7 +11,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
-#include "net/dial_tcp.h"
+#include "net/error_text.h"
 #include "net/awaitable.h"
 
 namespace derp::net {

@@ -121,7 +121,7 @@ TEST_P(ClientWebSocketRelay, TwoWebSocketClientsExchangePacketsAndPing) {
   auto rtt = a->ping(10s);
   ASSERT_TRUE(rtt.ok()) << rtt.error().message;
   EXPECT_GT(rtt->count(), 0);
-  EXPECT_EQ(relay_->counters().at("websocket_accepts"), 2);
+  EXPECT_EQ(relay_->counters().at("derp_websocket_accepts"), 2);
 }
 
 TEST_P(ClientWebSocketRelay, WebSocketAndTcpClientsShareTheRelay) {
@@ -137,7 +137,7 @@ TEST_P(ClientWebSocketRelay, WebSocketAndTcpClientsShareTheRelay) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->src, plain->self_public_key());
   EXPECT_EQ(got->data, data);
-  EXPECT_EQ(relay_->counters().at("websocket_accepts"), 1);
+  EXPECT_EQ(relay_->counters().at("derp_websocket_accepts"), 1);
 }
 
 TEST_P(ClientWebSocketRelay, ReconnectsWithNextGenerationAfterRelayRestart) {
@@ -162,7 +162,7 @@ TEST_P(ClientWebSocketRelay, ReconnectsWithNextGenerationAfterRelayRestart) {
   EXPECT_EQ(c->generation(), 2u);
   EXPECT_EQ(c->last_connect_report()->transport, tls() ? "websocket+tls" : "websocket");
   EXPECT_TRUE(c->ping(10s).ok());
-  EXPECT_EQ(relay_->counters().at("websocket_accepts"), 1);
+  EXPECT_EQ(relay_->counters().at("derp_websocket_accepts"), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, ClientWebSocketRelay, ::testing::Values(false, true),

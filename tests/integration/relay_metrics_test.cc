@@ -125,7 +125,7 @@ TEST(RelayMetrics, DebugVarzUsesDerpersNamesForItsOwnExpvars) {
   o.stun_port = 0;
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
-  auto body = http_get(relay->port(), "/debug/varz");
+  auto body = metrics_http_get(relay->port(), "/debug/varz");
   ASSERT_TRUE(body.has_value());
   const auto m = parse_prometheus(*body);
   for (const char* name :

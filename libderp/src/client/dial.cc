@@ -231,24 +231,33 @@ asio::awaitable<Result<std::pair<const ServerTarget*, net::DialResult>>> dial_fi
   co_return *first_error;
 }
 
-}  // namespace
-
-asio::awaitable<Result<DialedStream>> dial_tls_only(const DialSettings& s,
-                                                   net::DialDeadline& deadline) {
-  DialedStream out;
+// TCP to the first target that answers, then TLS when it is https:// (refused with kUsage when
+// `tls_only` and it is not). Sets out.target and the report's transport and addresses.
+asio::awaitable<Result<Transport>> dial_secured(const DialSettings& s, net::DialDeadline& deadline,
+                                                DialedStream& out, bool tls_only) {
   ConnectReport& rep = out.report;
   auto dialed_tcp = co_await dial_first_target(s, deadline, rep);
   if (!dialed_tcp) co_return std::move(dialed_tcp).error();
   const ServerTarget* used = dialed_tcp->first;
   out.target = used;
-  if (!used->tls) {
+  if (tls_only && !used->tls) {
     co_return Error(ErrorKind::kUsage, "node " + rep.node_name + ": not an https:// node");
   }
   auto tr = co_await secure(*used, std::move(dialed_tcp->second.socket), deadline, rep);
   if (!tr) co_return std::move(tr).error();
-  rep.transport = "tls";
+  rep.transport = used->tls ? "tls" : "tcp";
   rep.local_addr = tr->stream->local_address();
   if (rep.remote_addr.empty()) rep.remote_addr = tr->stream->remote_address();
+  co_return std::move(*tr);
+}
+
+}  // namespace
+
+asio::awaitable<Result<DialedStream>> dial_tls_only(const DialSettings& s,
+                                                   net::DialDeadline& deadline) {
+  DialedStream out;
+  auto tr = co_await dial_secured(s, deadline, out, /*tls_only=*/true);
+  if (!tr) co_return std::move(tr).error();
   out.stream = std::move(tr->stream);
   co_return out;
 }
@@ -257,16 +266,9 @@ asio::awaitable<Result<DialedStream>> dial_stream(const DialSettings& s,
                                                  net::DialDeadline& deadline) {
   DialedStream out;
   ConnectReport& rep = out.report;
-  auto dialed_tcp = co_await dial_first_target(s, deadline, rep);
-  if (!dialed_tcp) co_return std::move(dialed_tcp).error();
-  const ServerTarget* used = dialed_tcp->first;
-  out.target = used;
-
-  auto tr = co_await secure(*used, std::move(dialed_tcp->second.socket), deadline, rep);
+  auto tr = co_await dial_secured(s, deadline, out, /*tls_only=*/false);
   if (!tr) co_return std::move(tr).error();
-  rep.transport = used->tls ? "tls" : "tcp";
-  rep.local_addr = tr->stream->local_address();
-  if (rep.remote_addr.empty()) rep.remote_addr = tr->stream->remote_address();
+  const ServerTarget* used = out.target;
 
   if (s.websocket) {
     auto ws = co_await upgrade_websocket(s, *used, std::move(*tr), deadline, rep);

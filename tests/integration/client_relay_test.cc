@@ -1,67 +1,40 @@
-// derp::Client against the in-process relay (derp::Server on 127.0.0.1, ephemeral port).
+// derp::Client against the in-process relay (derp::Server on 127.0.0.1, ephemeral port) over
+// plain HTTP: delivery, ping, lazy connect, back-pressure. Reconnect after a relay restart and
+// the other items over every transport: client_transports_test.cc.
 #include <gtest/gtest.h>
 
 #include "derp/client.h"
 #include "derp/server.h"
+#include "support/client_transport.h"
 
-namespace derp {
+namespace derp::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::unique_ptr<Server> start_relay(const NodePrivate& key,
-                                    const std::string& addr = "127.0.0.1:0") {
-  ServerOptions o;
-  o.private_key = key;
-  o.listen_addr = addr;
-  o.threads = 1;
-  auto s = Server::start(std::move(o));
-  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
-  return s.ok() ? std::move(*s) : nullptr;
+// A plain relay and clients without a server-key pin (the pin is tested on its own).
+std::unique_ptr<TransportRelay> relay_plain() {
+  return TransportRelay::start(ClientTransport::kPlain);
 }
 
-std::unique_ptr<Client> client_for(const Server& relay, NodePrivate key = NodePrivate::generate(),
-                                   std::optional<NodePublic> pin = std::nullopt) {
-  ClientOptions o;
-  o.private_key = key;
-  o.server_url = "http://127.0.0.1:" + std::to_string(relay.port()) + "/derp";
-  o.server_key = pin;
-  o.connect_timeout = 5s;
-  auto c = Client::create(std::move(o));
-  EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
-  return c.ok() ? std::move(*c) : nullptr;
-}
-
-// The next message of type T, skipping others (ServerInfo, KeepAlive...).
-template <typename T>
-std::optional<T> next_of(Client& c, uint64_t* generation = nullptr) {
-  for (int i = 0; i < 16; ++i) {
-    auto m = c.recv_detail(5s);
-    if (!m.ok()) {
-      ADD_FAILURE() << "recv: " << m.error().message;
-      return std::nullopt;
-    }
-    if (auto* v = std::get_if<T>(&m->message)) {
-      if (generation) *generation = m->generation;
-      return *v;
-    }
-  }
-  ADD_FAILURE() << "no message of the wanted type";
-  return std::nullopt;
+std::unique_ptr<Client> client_unpinned(const TransportRelay& relay) {
+  ClientOptions o = relay.client_options();
+  o.server_key.reset();
+  return TransportRelay::make_client(o);
 }
 
 TEST(ClientRelay, DeliversPacketFromAToB) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto a = client_for(*relay);
-  auto b = client_for(*relay, NodePrivate::generate(), relay->public_key());
+  auto a = client_unpinned(*relay);
+  auto b = relay->client();
   ASSERT_TRUE(a && b);
   ASSERT_TRUE(b->connect().ok());  // B must be present before A sends
   const std::string text = "hello from A";
   auto sent = a->send(b->self_public_key(),
                       std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   ASSERT_TRUE(sent.ok()) << sent.error().message;  // lazy connect inside send
-  auto pkt = next_of<ReceivedPacket>(*b);
+  auto pkt = next_message_of<ReceivedPacket>(*b);
   ASSERT_TRUE(pkt);
   EXPECT_EQ(pkt->src, a->self_public_key());
   EXPECT_EQ(std::string(pkt->data.begin(), pkt->data.end()), text);
@@ -69,9 +42,9 @@ TEST(ClientRelay, DeliversPacketFromAToB) {
 }
 
 TEST(ClientRelay, PingMeasuresRoundTripWithoutAnyoneReceiving) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay);
+  auto c = client_unpinned(*relay);
   ASSERT_TRUE(c);
   for (int i = 0; i < 3; ++i) {
     auto rtt = c->ping(5s);
@@ -85,12 +58,12 @@ TEST(ClientRelay, PingMeasuresRoundTripWithoutAnyoneReceiving) {
 }
 
 TEST(ClientRelay, RecvTimeoutKeepsTheConnection) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay);
+  auto c = client_unpinned(*relay);
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->connect().ok());
-  ASSERT_TRUE(next_of<ServerInfoMessage>(*c));
+  ASSERT_TRUE(next_message_of<ServerInfoMessage>(*c));
   auto m = c->recv(50ms);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().kind, ErrorKind::kTimeout);
@@ -101,9 +74,9 @@ TEST(ClientRelay, RecvTimeoutKeepsTheConnection) {
 }
 
 TEST(ClientRelay, ConnectsLazilyAndOnlyOnce) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay);
+  auto c = client_unpinned(*relay);
   ASSERT_TRUE(c);
   EXPECT_FALSE(c->connected_state().connected);
   EXPECT_FALSE(c->local_addr().ok());
@@ -118,36 +91,12 @@ TEST(ClientRelay, ConnectsLazilyAndOnlyOnce) {
   EXPECT_EQ(c->generation(), 1u);
 }
 
-TEST(ClientRelay, ReconnectsWithNextGenerationAfterRelayRestart) {
-  const NodePrivate relay_key = NodePrivate::generate();
-  auto relay = start_relay(relay_key);
-  ASSERT_TRUE(relay);
-  const std::string addr = relay->local_address();
-  auto c = client_for(*relay);
-  ASSERT_TRUE(c);
-  uint64_t gen = 0;
-  ASSERT_TRUE(c->connect().ok());
-  ASSERT_TRUE(next_of<ServerInfoMessage>(*c, &gen));
-  EXPECT_EQ(gen, 1u);
-
-  relay->stop();
-  auto broken = c->recv(5s);
-  ASSERT_FALSE(broken.ok());
-  EXPECT_EQ(broken.error().kind, ErrorKind::kIo) << broken.error().message;
-  EXPECT_FALSE(c->connected_state().connected);
-
-  relay = start_relay(relay_key, addr);  // same port
-  ASSERT_TRUE(relay);
-  ASSERT_TRUE(next_of<ServerInfoMessage>(*c, &gen));  // recv reconnects
-  EXPECT_EQ(gen, 2u);
-  EXPECT_EQ(c->generation(), 2u);
-  EXPECT_TRUE(c->ping(5s).ok());
-}
-
 TEST(ClientRelay, WrongServerKeyPinIsAProtocolError) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay, NodePrivate::generate(), NodePrivate::generate().public_key());
+  ClientOptions o = relay->client_options();
+  o.server_key = NodePrivate::generate().public_key();
+  auto c = TransportRelay::make_client(o);
   ASSERT_TRUE(c);
   auto r = c->connect();
   ASSERT_FALSE(r.ok());
@@ -157,12 +106,12 @@ TEST(ClientRelay, WrongServerKeyPinIsAProtocolError) {
 }
 
 TEST(ClientRelay, CloseWakesABlockedRecv) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay);
+  auto c = client_unpinned(*relay);
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->connect().ok());
-  ASSERT_TRUE(next_of<ServerInfoMessage>(*c));
+  ASSERT_TRUE(next_message_of<ServerInfoMessage>(*c));
   // Whether close() lands before or during the recv, the answer must be kClosed.
   std::thread closer([&] { c->close(); });
   auto m = c->recv(30s);
@@ -172,7 +121,7 @@ TEST(ClientRelay, CloseWakesABlockedRecv) {
 }
 
 TEST(ClientRelay, FullReceiveQueueHoldsBackInsteadOfDropping) {
-  auto relay = start_relay(NodePrivate::generate());
+  auto relay = relay_plain();
   ASSERT_TRUE(relay);
   ClientOptions o;
   o.private_key = NodePrivate::generate();
@@ -180,7 +129,7 @@ TEST(ClientRelay, FullReceiveQueueHoldsBackInsteadOfDropping) {
   o.recv_queue_depth = 2;
   auto b = Client::create(o);
   ASSERT_TRUE(b.ok());
-  auto a = client_for(*relay);
+  auto a = client_unpinned(*relay);
   ASSERT_TRUE(a);
   ASSERT_TRUE((*b)->connect().ok());
   constexpr int kPackets = 20;
@@ -190,7 +139,7 @@ TEST(ClientRelay, FullReceiveQueueHoldsBackInsteadOfDropping) {
   }
   ASSERT_TRUE(a->ping(5s).ok());  // the relay has taken every packet in
   for (int i = 0; i < kPackets; ++i) {
-    auto pkt = next_of<ReceivedPacket>(**b);
+    auto pkt = next_message_of<ReceivedPacket>(**b);
     ASSERT_TRUE(pkt) << "packet " << i;
     ASSERT_EQ(pkt->data.size(), 1u);
     EXPECT_EQ(pkt->data[0], i);
@@ -198,4 +147,4 @@ TEST(ClientRelay, FullReceiveQueueHoldsBackInsteadOfDropping) {
 }
 
 }  // namespace
-}  // namespace derp
+}  // namespace derp::test

@@ -1,8 +1,8 @@
 // One failure taxonomy for every tool (docs/CLI.md "Exit codes"): each layer is produced for real
 // on loopback — an unresolvable .invalid name, a closed port, bad certificates made here, HTTP
 // servers answering 404 or 200 without upgrading, a wrong server-key pin, a listener that never
-// answers, a bad flag — and derp-ping and derp-send are checked for the exit code, the one-line
-// stderr and the --json error object. Also: derp-ping --peer through derp-serve to
+// answers, a bad flag — and every client tool (derp-ping, derp-send, derp-connect, derp-recv) is
+// checked for the exit code, the one-line stderr and the --json error object. Also: derp-ping --peer through derp-serve to
 // derp-recv --echo, and --assert gates.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -15,6 +15,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <csignal>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -124,20 +125,25 @@ class ToolFailures : public ::testing::Test {
     if (url_.empty()) GTEST_SKIP() << "no relay";
   }
 
-  // Runs derp-ping and derp-send against `server` (plus `extra` flags) with --json and checks
-  // both fail in `layer` with `exit_code`; returns the error objects (ping's first).
+  // Runs every client tool (derp-ping, derp-send, derp-connect, derp-recv) against `server`
+  // (plus `extra` flags) with --json and checks each fails in `layer` with `exit_code`; returns
+  // the error objects (in that order).
   static std::vector<nlohmann::json> expect_failure(const std::string& server,
                                                     const std::vector<std::string>& extra,
                                                     const std::string& layer, int exit_code) {
     std::vector<nlohmann::json> errors;
-    const std::vector<std::string> ping = {"--count", "1"};
-    const std::vector<std::string> send = {"--to", key_, "--data", "x"};
-    for (const auto* tool : {"derp-ping", "derp-send"}) {
+    const std::map<std::string, std::vector<std::string>> own_args = {
+        {"derp-ping", {"--count", "1"}},
+        {"derp-send", {"--to", key_, "--data", "x"}},
+        {"derp-connect", {}},
+        {"derp-recv", {"--count", "1"}},
+    };
+    for (const auto* tool : {"derp-ping", "derp-send", "derp-connect", "derp-recv"}) {
       std::vector<std::string> args = {server, "--json"};
       if (std::find(extra.begin(), extra.end(), "--timeout") == extra.end()) {
         args.insert(args.end(), {"--timeout", "3s"});
       }
-      const auto& own = std::string(tool) == "derp-ping" ? ping : send;
+      const auto& own = own_args.at(tool);
       args.insert(args.end(), own.begin(), own.end());
       args.insert(args.end(), extra.begin(), extra.end());
       auto r = run_tool(tool, args, "", 20s);
@@ -249,6 +255,18 @@ TEST_F(ToolTlsFailures, CertificateForAnotherNameIsTlsExit5) {
            https_, {"--ca-file", ca_file_, "--cert-name", "relay.x.invalid"}, "tls", 5)) {
     EXPECT_EQ(err["tls_reason"], "hostname mismatch") << err;
     EXPECT_NE(err["hint"].get<std::string>().find("--cert-name"), std::string::npos) << err;
+  }
+}
+
+TEST_F(ToolTlsFailures, WrongSha256PinIsTlsExit5) {
+  front(false);
+  const std::string wrong = "sha256-raw:" + std::string(64, '0');
+  for (const auto& err : expect_failure(https_, {"--cert-name", wrong}, "tls", 5)) {
+    EXPECT_EQ(err["tls_reason"].get<std::string>().rfind("certificate sha256 mismatch (expected " +
+                                                             std::string(64, '0') + ", got ",
+                                                         0),
+              0u)
+        << err;
   }
 }
 

@@ -46,7 +46,7 @@ std::vector<uint8_t> payload_of(const std::vector<uint8_t>& frame) {
   return {frame.begin() + kFrameHeaderLen, frame.end()};
 }
 
-std::span<const uint8_t> text_bytes(std::string_view s) {
+std::span<const uint8_t> handshake_text_bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
@@ -79,7 +79,7 @@ TEST(Handshake, ServerInfoFrameMatchesTheProtocolVectorAndOpensBack) {
 }
 
 TEST(Handshake, SealUsesAFreshNonceAndOpensWithTheOtherSide) {
-  const auto msg = text_bytes("attack at dawn");
+  const auto msg = handshake_text_bytes("attack at dawn");
   auto a = seal_to(client_priv(), server_priv().public_key(), msg);
   auto b = seal_to(client_priv(), server_priv().public_key(), msg);
   ASSERT_EQ(a.size(), kNonceLen + 16 + msg.size());
@@ -90,7 +90,7 @@ TEST(Handshake, SealUsesAFreshNonceAndOpensWithTheOtherSide) {
 }
 
 TEST(Handshake, OpenFailsWithTheWrongKeyOrATamperedBox) {
-  auto sealed = seal_to(client_priv(), server_priv().public_key(), text_bytes("{}"));
+  auto sealed = seal_to(client_priv(), server_priv().public_key(), handshake_text_bytes("{}"));
   // Wrong recipient.
   auto wrong = open_from(NodePrivate::generate(), client_priv().public_key(), sealed);
   ASSERT_FALSE(wrong.ok());
@@ -157,7 +157,7 @@ TEST(Handshake, ServerInfoSizeLimitsAndWrongKey) {
 TEST(Handshake, BoxThatOpensToBadJsonIsAProtocolError) {
   const NodePublic client = client_priv().public_key();
   std::vector<uint8_t> payload(client.bytes.begin(), client.bytes.end());
-  auto sealed = seal_to(client_priv(), server_priv().public_key(), text_bytes("{\"version\":"));
+  auto sealed = seal_to(client_priv(), server_priv().public_key(), handshake_text_bytes("{\"version\":"));
   payload.insert(payload.end(), sealed.begin(), sealed.end());
   auto opened = open_client_info(server_priv(), payload);
   ASSERT_FALSE(opened.ok());

@@ -189,6 +189,9 @@ struct TlsDialOptions {
   std::chrono::milliseconds connect_timeout{10000};  // the whole dial, DNS to TLS finished
   std::function<bool()> prefer_ipv6;                 // as ClientOptions::prefer_ipv6
   std::function<void(std::string_view)> log;         // a failed node, before the next is tried
+  // Once stop is requested (from any thread), the dial in progress ends promptly with kClosed
+  // "dial cancelled (stop requested)" instead of waiting for connect_timeout.
+  std::stop_token stop_token;
 };
 
 // A TLS connection to one region node, nothing on top (no HTTP, no DERP). Blocking; use it
@@ -222,7 +225,7 @@ class TlsConnection {
 // Dials the region's nodes as a region client does (map order, STUNOnly skipped, IPv4/IPv6
 // raced per node, "none"/explicit IPs, DERPPort, CertName name or sha256-raw pin,
 // InsecureForTests) and runs TLS on the first node that accepts TCP. No proxy. Errors: kUsage
-// (no https:// node, bad CertName), kDns, kConnect, kTls, kTimeout.
+// (no https:// node, bad CertName), kDns, kConnect, kTls, kTimeout, kClosed (stop_token).
 Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion& region,
                                                        const TlsDialOptions& options = {});
 
@@ -270,7 +273,8 @@ class Client {
   Result<void> watch_conns();
 
   // Go's Client.DialRegionTLS with this client's TLS settings (see derp::dial_region_tls).
-  // kClosed after close()/cancel(). Works on every client, netcheck or not.
+  // kClosed after close()/cancel(); a close(), cancel() or stop_token request during the dial
+  // ends it promptly with that kClosed error. Works on every client, netcheck or not.
   Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion& region);
 
   // Closes the connection and the client for good. Idempotent.

@@ -122,6 +122,9 @@ struct Client::Impl {
 
   std::mutex connect_mu;  // one connect at a time
   std::atomic<bool> cancelled{false};  // set before closed when the close was a cancellation
+  // Requested by close()/cancel(): aborts dial_region_tls() calls in flight (each runs on its
+  // caller's thread, outside the client's event loop).
+  std::stop_source closing;
   // Calls Client::cancel() when opts.stop_token is requested; reset first in ~Client.
   std::optional<std::stop_callback<std::function<void()>>> stop_cb;
 
@@ -635,7 +638,13 @@ Result<std::unique_ptr<TlsConnection>> Client::dial_region_tls(const DERPRegion&
   t.connect_timeout = o.connect_timeout;
   t.prefer_ipv6 = o.prefer_ipv6;
   t.log = o.log;
-  return derp::dial_region_tls(region, t);
+  t.stop_token = impl_->closing.get_token();
+  auto r = derp::dial_region_tls(region, t);
+  if (!r) {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->closed) return impl_->closed_err();  // "client cancelled", not the dial's words
+  }
+  return r;
 }
 
 Client::~Client() {
@@ -808,6 +817,7 @@ void Client::Impl::close(bool cancel) {
     d.queue.clear();
   }
   d.cv.notify_all();
+  d.closing.request_stop();
   asio::post(d.io, [&d, c] {
     if (d.dialing) d.dialing->abort();
     if (c) {

@@ -4,15 +4,19 @@
 // until its one operation (bounded by a DialDeadline) completes.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <stop_token>
 
 #include "client/dial.h"
 #include "derp/client.h"
 #include "net/dial_deadline.h"
-#include "net/error_text.h"
 #include "net/dns_cache.h"
+#include "net/error_text.h"
 
 namespace derp {
 
@@ -30,11 +34,22 @@ struct TlsIoOutcome {
   bool expired = false;
 };
 
+// How a stop request reaches the dial: posted to the dial's io_context, where the deadline
+// lives. Touched only on that io_context's thread (the caller's, inside run()).
+struct DialTlsStop {
+  net::DialDeadline* deadline = nullptr;  // the dial in progress
+  bool requested = false;
+};
+
 asio::awaitable<DialTlsOutcome> run_region_tls_dial(const client::DialSettings& settings,
-                                                    std::chrono::milliseconds timeout) {
+                                                    std::chrono::milliseconds timeout,
+                                                    std::shared_ptr<DialTlsStop> stop) {
   auto ex = co_await asio::this_coro::executor;
   net::DialDeadline deadline(ex, timeout);
+  stop->deadline = &deadline;
+  if (stop->requested) deadline.abort();
   auto r = co_await client::dial_tls_only(settings, deadline);
+  stop->deadline = nullptr;
   DialTlsOutcome out;
   out.result.emplace(std::move(r));
   co_return out;
@@ -95,8 +110,7 @@ TlsConnection::TlsConnection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 
 TlsConnection::~TlsConnection() { close(); }
 
-Result<size_t> TlsConnection::read_some(std::span<uint8_t> buf,
-                                        std::chrono::milliseconds timeout) {
+Result<size_t> TlsConnection::read_some(std::span<uint8_t> buf, std::chrono::milliseconds timeout) {
   Impl& d = *impl_;
   if (d.closed) return Error(ErrorKind::kClosed, "read from " + d.where + ": connection closed");
   if (buf.empty()) return size_t{0};
@@ -146,10 +160,27 @@ Result<std::unique_ptr<TlsConnection>> dial_region_tls(const DERPRegion& region,
   settings.dns_cache = &no_cache;
   if (options.log) settings.log = [&options](const std::string& line) { options.log(line); };
 
+  const Error cancelled(ErrorKind::kClosed, "dial cancelled (stop requested)");
+  if (options.stop_token.stop_requested()) return cancelled;
   auto impl = std::make_unique<TlsConnection::Impl>();
+  auto stop = std::make_shared<DialTlsStop>();
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (options.stop_token.stop_possible()) {
+    // Runs on the requesting thread: hand the abort to the dial's own thread.
+    on_stop.emplace(options.stop_token, std::function<void()>([io = &impl->io, stop] {
+                      asio::post(*io, [stop] {
+                        stop->requested = true;
+                        if (stop->deadline) stop->deadline->abort();
+                      });
+                    }));
+  }
   const auto started = DialTlsClock::now();
-  auto outcome = impl->run(run_region_tls_dial(settings, options.connect_timeout));
-  if (!*outcome.result) return std::move(*outcome.result).error();
+  auto outcome = impl->run(run_region_tls_dial(settings, options.connect_timeout, stop));
+  on_stop.reset();  // waits for a callback running on another thread; none can start after
+  if (!*outcome.result) {
+    if (stop->requested) return cancelled;
+    return std::move(*outcome.result).error();
+  }
   client::DialedStream dialed = std::move(**outcome.result);
   impl->stream = std::move(dialed.stream);
   impl->report = std::move(dialed.report);

@@ -31,7 +31,12 @@ class DialDeadline {
   DialDeadline& operator=(const DialDeadline&) = delete;
 
   // What to do on expiry while the current step runs (close a socket, cancel a resolver).
-  void on_expiry(std::function<void()> cancel) { state_->cancel = std::move(cancel); }
+  // A step that starts after the deadline expired or was aborted (between two steps, when no
+  // cancel action was set) is cancelled at once, so a cancellation never waits for the budget.
+  void on_expiry(std::function<void()> cancel) {
+    state_->cancel = std::move(cancel);
+    if (state_->expired && state_->cancel) state_->cancel();
+  }
   bool expired() const { return state_->expired; }
   // Ends the dial now (the owner is closing); reads as expired. Call on the dial's executor.
   void abort() {

@@ -3,8 +3,8 @@
 //   derp-probe [--derp-map FILE|URL]... [--json] [--explain] [--previous REPORT.json]
 //              [--assert 'preferred==nyc,latency(nyc)<50ms,udp==true']
 //   derp-probe lint MAP [--active] [--json]
-//   derp-probe --prober (--once [--assert 'failed==0'] | --listen HOST:PORT [--interval 30s])
-//              [--derp-map ...]
+//   derp-probe --prober (--once [--assert 'failed==0'] | --listen HOST:PORT [--interval 30s]
+//              [--bw-interval D]) [--bw-size BYTES] [--derp-map ...]
 // Exit codes: docs/CLI.md (1 = lint findings / failed checks / a violated assertion).
 #include <fmt/format.h>
 #include <signal.h>
@@ -40,6 +40,9 @@ using nlohmann::json;
 std::string ms_text(const std::optional<double>& v) {
   return v ? fmt::format("{:.1f}ms", *v) : std::string("-");
 }
+
+// --bw-size's ceiling: the payload is held in memory.
+constexpr int64_t kMaxBwSize = int64_t{1} << 30;
 
 json opt_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
 json opt_json(const std::optional<bool>& v) { return v ? json(*v) : json(nullptr); }
@@ -208,6 +211,8 @@ const std::vector<MetricSpec>& prober_metrics() {
       {"failed", MetricKind::kCount, false},
       {"passed", MetricKind::kCount, false},
       {"checks", MetricKind::kCount, false},
+      {"bw_mbps", MetricKind::kCount, false},     // the slowest complete bandwidth transfer
+      {"bw_time", MetricKind::kDuration, false},  // the longest complete bandwidth transfer
   };
   return kMetrics;
 }
@@ -313,6 +318,12 @@ json check_json(const CheckResult& c) {
          {"node", c.node},      {"ok", c.ok},           {"latency_ms", c.latency_ms},
          {"detail", c.detail}};
   if (c.cert_expiry_seconds) j["cert_expiry_seconds"] = *c.cert_expiry_seconds;
+  if (c.bw_bytes) {
+    j["bytes"] = *c.bw_bytes;
+    j["seconds"] = c.bw_seconds ? json(*c.bw_seconds) : json(nullptr);
+    const auto mbps = c.bw_mbps();
+    j["mbps"] = mbps ? json(*mbps) : json(nullptr);
+  }
   return j;
 }
 
@@ -328,7 +339,16 @@ int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
         if (m == "failed") return static_cast<double>(failed.size());
         if (m == "passed") return static_cast<double>(results.size() - failed.size());
         if (m == "checks") return static_cast<double>(results.size());
-        return std::nullopt;
+        // Over complete transfers; none (no --bw-size, or every transfer failed) = not measured.
+        std::optional<double> out;
+        for (const auto& c : results) {
+          if (m == "bw_mbps" && c.bw_mbps())
+            out = std::min(out.value_or(*c.bw_mbps()), *c.bw_mbps());
+          if (m == "bw_time" && c.bw_seconds) {
+            out = std::max(out.value_or(0.0), *c.bw_seconds * 1000);
+          }
+        }
+        return out;
       });
   // With --assert the assertions decide (e.g. a tolerated failing check); without, any failure.
   const bool ok = asserts.empty() ? failed.empty() : rep.ok();
@@ -356,7 +376,8 @@ int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
 }
 
 int prober_loop(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
-                const std::string& listen, std::chrono::nanoseconds interval) {
+                const std::string& listen, std::chrono::nanoseconds interval,
+                std::optional<std::chrono::nanoseconds> bw_interval) {
   // SIGINT/SIGTERM end the loop: a thread waits for them while the rest run blocked.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -382,14 +403,38 @@ int prober_loop(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
   });
   std::printf("prober listening on http://%s/metrics\n", (*server)->local_address().c_str());
   std::fflush(stdout);
+  // Bandwidth transfers run every round, or (--bw-interval) only once that much time passed
+  // since the last ones, as derpprobe schedules them apart; meanwhile their last results stay
+  // in /metrics.
+  std::optional<std::chrono::steady_clock::time_point> last_bw;
+  std::vector<CheckResult> bw_results;
   while (true) {
-    auto results = run_prober_checks(map, po);
+    ProberOptions this_round = po;
+    const auto now = std::chrono::steady_clock::now();
+    const bool bw_due =
+        po.bw_size > 0 && (!last_bw || !bw_interval || now - *last_bw >= *bw_interval);
+    if (!bw_due) this_round.bw_size = 0;
+    if (bw_due) last_bw = now;
+    auto results = run_prober_checks(map, this_round);
+    std::string bw_note;
+    if (bw_due) {
+      bw_results.clear();
+      size_t bw_ok = 0;
+      for (const auto& c : results) {
+        if (!c.bw_bytes) continue;
+        bw_results.push_back(c);
+        bw_ok += c.ok ? 1 : 0;
+      }
+      bw_note = fmt::format("; bandwidth: {} of {} transfers passed", bw_ok, bw_results.size());
+    } else {
+      results.insert(results.end(), bw_results.begin(), bw_results.end());
+    }
     size_t bad = 0;
     for (const auto& c : results) bad += c.ok ? 0 : 1;
     std::unique_lock<std::mutex> l(mu);
     last = std::move(results);
     ++runs;
-    cli.note(fmt::format("round {}: {} checks, {} failed", runs, last.size(), bad));
+    cli.note(fmt::format("round {}: {} checks, {} failed{}", runs, last.size(), bad, bw_note));
     // Pacing between rounds; a signal ends the wait at once.
     if (cv.wait_for(l, interval, [&] { return stop; })) break;
   }
@@ -410,6 +455,8 @@ int main(int argc, char** argv) {
   std::string interval_text = "30s";
   int warn_days = 14;
   bool no_mesh = false;
+  int64_t bw_size = 0;
+  std::string bw_interval_text;
   int captive_port = 80;
   std::string ca_file;
   cli.app().add_option("--derp-map", maps,
@@ -435,6 +482,13 @@ int main(int argc, char** argv) {
       ->default_str("80")
       ->check(CLI::Range(1, 65535));
   cli.app().add_flag("--no-sendrecv", no_mesh, "Prober: skip the send/recv pair checks");
+  cli.app()
+      .add_option("--bw-size,--bw-probe-size-bytes", bw_size,
+                  "Prober: bandwidth probe of this many bytes per node pair of a region (0 = off)")
+      ->default_str("0")
+      ->check(CLI::Range(int64_t{0}, kMaxBwSize));
+  cli.app().add_option("--bw-interval", bw_interval_text,
+                       "Prober --listen: time between bandwidth probes (default: every round)");
   std::vector<std::string> assert_texts;
   cli.app()
       .add_option("--assert", assert_texts,
@@ -456,6 +510,14 @@ int main(int argc, char** argv) {
                           "--assert does not apply to lint (it exits 1 on "
                           "findings)"));
   }
+  if (bw_size > 0 && !prober) {
+    return cli.fail(Error(ErrorKind::kUsage, "--bw-size needs --prober"));
+  }
+  if (!bw_interval_text.empty() && (!prober || once || bw_size == 0)) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--bw-interval needs --prober --listen and --bw-size (with --once "
+                          "every check runs once)"));
+  }
   if (prober && !once && !assert_texts.empty()) {
     return cli.fail(Error(ErrorKind::kUsage, "--assert needs --once in prober mode"));
   }
@@ -469,7 +531,7 @@ int main(int argc, char** argv) {
   }
 
   if (lint->parsed()) {
-    auto map = load_derp_map(lint_map, cli.timeout(), ca_file);
+    auto map = load_derp_map(lint_map, cli.timeout(), ca_file, DerpMapChecks::kStructure);
     if (!map) return cli.fail(map.error());
     auto findings = lint_derp_map(*map);
     if (lint_active) {
@@ -515,8 +577,18 @@ int main(int argc, char** argv) {
     po.cert_warn_days = warn_days;
     po.ca_file = ca_file;
     po.mesh = !no_mesh;
+    po.bw_size = bw_size;
     if (once) return prober_once(cli, *map, po, asserts);
-    return prober_loop(cli, *map, po, listen, *interval);
+    std::optional<std::chrono::nanoseconds> bw_interval;
+    if (!bw_interval_text.empty()) {
+      auto d = parse_duration(bw_interval_text);
+      if (!d) return cli.fail(d.error().wrap("--bw-interval"));
+      if (d->count() == 0) {
+        return cli.fail(Error(ErrorKind::kUsage, "--bw-interval must be more than 0"));
+      }
+      bw_interval = *d;
+    }
+    return prober_loop(cli, *map, po, listen, *interval, bw_interval);
   }
 
   NetcheckOptions o;

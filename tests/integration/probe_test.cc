@@ -2,13 +2,18 @@
 // in-process relays on 127.0.0.1 (STUN on ephemeral ports) behind TLS terminators, the map
 // written by the test. PROTOCOL.md §8–§10.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +23,7 @@
 #include <thread>
 
 #include "derp/server.h"
+#include "derp/stun.h"
 #include "support/process.h"
 #include "support/relay_harness.h"
 #include "support/tls_proxy.h"
@@ -488,6 +494,584 @@ TEST_F(Probe, ProberServesPrometheusMetrics) {
   EXPECT_EQ(p.wait(10s).exit_code, 0) << p.err();
 }
 
+// ---- Bandwidth probe (derpprobe's --bw-interval / --bw-probe-size-bytes)
+
+// GET /metrics from the prober on 127.0.0.1:port; the body, or "" on failure.
+std::string probe_scrape_metrics(uint16_t port) {
+  RawConn c(port);
+  if (!c.ok() || !c.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")) return "";
+  auto resp = c.read_http_response();
+  if (!resp || resp->rfind("HTTP/1.1 200", 0) != 0) return "";
+  return resp->substr(resp->find("\r\n\r\n") + 4);
+}
+
+const json* probe_check_named(const json& out, const std::string& name) {
+  for (const auto& c : out.at("checks")) {
+    if (c.at("name") == name) return &c;
+  }
+  return nullptr;
+}
+
+TEST_F(Probe, ProberOnceBandwidthTransfersBetweenClientsOfEachNode) {
+  auto map = write_map(map_json());
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "262144",
+                                     "--json", "--assert", "bw_mbps>0,bw_time<30s"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  const json out = last_json(res.out);
+  for (int id : {900, 901, 902}) {
+    const std::string node = std::to_string(id) + "a";
+    const json* c = probe_check_named(out, "bw/" + std::to_string(id) + "/" + node + "->" + node);
+    ASSERT_NE(c, nullptr) << id << out.dump();
+    EXPECT_TRUE(c->at("ok").get<bool>()) << c->dump();
+    EXPECT_EQ(c->at("check"), "bw");
+    EXPECT_EQ(c->at("bytes"), 262144);
+    EXPECT_GT(c->at("seconds").get<double>(), 0) << c->dump();
+    EXPECT_GT(c->at("mbps").get<double>(), 0) << c->dump();
+    EXPECT_NEAR(c->at("mbps").get<double>(), 262144 * 8 / c->at("seconds").get<double>() / 1e6,
+                1e-3);
+  }
+  ASSERT_EQ(out.at("asserts").size(), 2u);
+  for (const auto& a : out.at("asserts")) EXPECT_TRUE(a.at("ok").get<bool>()) << a.dump();
+  // The table: one row per transfer with its size and speed.
+  auto text =
+      run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "100000"});
+  ASSERT_EQ(text.exit_code, 0) << text.err << text.out;
+  EXPECT_TRUE(std::regex_search(
+      text.out,
+      std::regex(
+          R"(bw/901/901a->901a\s+ok\s+[0-9.]+ms\s+100000 bytes in [0-9.]+ ms, [0-9.]+ Mbit/s)")))
+      << text.out;
+  // Without --bw-size there is no bandwidth check, and bw_* assertions have nothing to hold.
+  auto off = run_tool("derp-probe",
+                      {"--prober", "--once", "--derp-map", map, "--json", "--assert", "bw_mbps>0"});
+  EXPECT_EQ(off.exit_code, 1) << off.err;
+  EXPECT_EQ(last_json(off.out).at("checks").dump().find("\"bw\""), std::string::npos);
+}
+
+TEST_F(Probe, ProberOnceBandwidthFailsNamingTheCheckWhenARelayIsDown) {
+  auto map = write_map(map_json());
+  regions_[2].relay->stop();
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "2s",
+                                     "--bw-size", "262144", "--no-sendrecv"});
+  EXPECT_EQ(res.exit_code, 1) << res.out;
+  EXPECT_NE(res.err.find("FAIL bw/902/902a->902a"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL bw/900/900a->900a"), std::string::npos) << res.err;
+  EXPECT_TRUE(std::regex_search(res.out, std::regex(R"(bw/900/900a->900a\s+ok)"))) << res.out;
+}
+
+TEST_F(Probe, ProberOnceBandwidthFailsWhenTheRelayLosesPackets) {
+  // 901's relay drops half of what it relays: Ping/Pong (derp) still passes, a 1 MiB transfer
+  // (16 packets, all must arrive) cannot.
+  ServerOptions o;
+  o.stun = true;
+  o.stun_port = 0;
+  o.faults = {"drop=50"};
+  regions_[1].relay = start_relay(std::move(o));
+  ASSERT_TRUE(regions_[1].relay);
+  regions_[1].proxy = TlsProxy::start(cert_, regions_[1].relay->port());
+  auto map = write_map(map_json());
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "3s",
+                                     "--bw-size", "1048576", "--no-sendrecv"});
+  EXPECT_EQ(res.exit_code, 1) << res.out;
+  EXPECT_NE(res.err.find("FAIL bw/901/901a->901a"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL derp/901/901a"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL bw/900/900a->900a"), std::string::npos) << res.err;
+  EXPECT_GE(regions_[1].relay->counters()["packets_dropped_reason_fault_injected"], 1)
+      << "the fault did not apply";
+}
+
+TEST_F(Probe, ProberServesBandwidthMetricsAndSpacesTransfersByBwInterval) {
+  auto map = write_map(map_json());
+  Process p(tool_path("derp-probe"),
+            {"--prober", "--listen", "127.0.0.1:0", "--interval", "1ms", "--bw-size", "65536",
+             "--bw-interval", "1h", "--derp-map", map});
+  auto line = p.wait_for_line("prober listening on", 10s, Process::Stream::kStdout);
+  ASSERT_TRUE(line) << p.err();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(*line, m, std::regex(R"(127\.0\.0\.1:(\d+)/metrics)")));
+  const uint16_t port = static_cast<uint16_t>(std::stoi(m[1]));
+  auto r1 = p.wait_for_line("round 1:", 30s, Process::Stream::kStderr);
+  ASSERT_TRUE(r1) << p.err();
+  EXPECT_NE(r1->find("bandwidth: 3 of 3 transfers passed"), std::string::npos) << *r1;
+  // Round 2 comes 1 ms later; the next transfers are an hour away, their results stay.
+  auto r2 = p.wait_for_line("round 2:", 30s, Process::Stream::kStderr);
+  ASSERT_TRUE(r2) << p.err();
+  EXPECT_EQ(r2->find("bandwidth"), std::string::npos) << *r2;
+  const std::string body = probe_scrape_metrics(port);
+  ASSERT_FALSE(body.empty());
+  const std::string labels = R"({region="900",node="900a->900a"})";
+  EXPECT_NE(
+      body.find("derp_probe_check_success{check=\"bw\",region=\"900\",node=\"900a->900a\"} 1"),
+      std::string::npos)
+      << body;
+  EXPECT_NE(body.find("derp_probe_bw_size_bytes" + labels + " 65536"), std::string::npos) << body;
+  std::smatch v;
+  ASSERT_TRUE(std::regex_search(
+      body, v,
+      std::regex(
+          R"(derp_probe_bw_transfer_seconds\{region="901",node="901a->901a"\} ([0-9.e+-]+))")))
+      << body;
+  EXPECT_GT(std::stod(v[1]), 0);
+  ASSERT_TRUE(std::regex_search(
+      body, v, std::regex(R"(derp_probe_bw_mbps\{region="902",node="902a->902a"\} ([0-9.e+-]+))")))
+      << body;
+  EXPECT_GT(std::stod(v[1]), 0);
+  std::regex sample(
+      R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? -?[0-9.e+-]+$)");
+  std::istringstream in(body);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l.empty() || l[0] == '#') continue;
+    EXPECT_TRUE(std::regex_match(l, sample)) << l;
+  }
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(10s).exit_code, 0) << p.err();
+}
+
+TEST_F(Probe, BandwidthFlagsAreRefusedWhereTheyCannotApply) {
+  auto map = write_map(map_json());
+  auto res = run_tool("derp-probe", {"--derp-map", map, "--bw-size", "1000"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("--bw-size needs --prober"), std::string::npos) << res.err;
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "1000",
+                                "--bw-interval", "1m"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  EXPECT_NE(res.err.find("--bw-interval needs --prober --listen and --bw-size"), std::string::npos)
+      << res.err;
+  res = run_tool("derp-probe",
+                 {"--prober", "--listen", "127.0.0.1:0", "--derp-map", map, "--bw-interval", "1m"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "-5"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  res =
+      run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "2000000000"});
+  EXPECT_EQ(res.exit_code, 2) << res.err;
+  // derpprobe's spelling works too.
+  res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--no-sendrecv",
+                                "--bw-probe-size-bytes", "70000", "--json"});
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  const json out = last_json(res.out);
+  const json* c = probe_check_named(out, "bw/900/900a->900a");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->at("bytes"), 70000);
+}
+
+// ---- Mesh pairs: a region of two relays meshed with each other (derper --mesh-with), each
+// behind its own TLS terminator; sendrecv and bw between clients on different nodes go through
+// mesh forwarding.
+
+std::vector<uint16_t> probe_free_ports(size_t n) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ports.push_back(ntohs(a.sin_port));
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
+}
+
+class ProbeMesh : public ::testing::Test {
+ protected:
+  // Two relays of region 900; meshed (both list both) or not.
+  void start(bool meshed) {
+    cert_ = make_test_cert();
+    MeshKey psk;
+    psk.bytes.fill(0x5a);
+    const auto ports = probe_free_ports(2);
+    for (int i = 0; i < 2; ++i) {
+      ServerOptions o;
+      o.private_key = NodePrivate::generate();
+      o.listen_addr = "127.0.0.1:" + std::to_string(ports[i]);
+      o.threads = 1;
+      if (meshed) {
+        o.mesh_key = psk;
+        for (uint16_t p : ports) o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+      }
+      auto s = Server::start(std::move(o));
+      ASSERT_TRUE(s) << s.error().message;
+      relays_[i] = std::move(*s);
+      proxies_[i] = TlsProxy::start(cert_, relays_[i]->port());
+      ASSERT_TRUE(proxies_[i]);
+    }
+    if (!meshed) return;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    auto up = [&] {
+      for (auto& r : relays_) {
+        if (r->counters()["gauge_mesh_peers_connected"] != 1) return false;
+      }
+      return true;
+    };
+    while (!up() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(5ms);  // a short yield between polls of the gauge
+    }
+    ASSERT_TRUE(up()) << "mesh links did not come up";
+  }
+
+  std::string map() const {
+    json nodes = json::array();
+    for (int i = 0; i < 2; ++i) {
+      nodes.push_back({{"Name", i == 0 ? "900a" : "900b"},
+                       {"RegionID", 900},
+                       {"HostName", "localhost"},
+                       {"IPv4", "127.0.0.1"},
+                       {"IPv6", "none"},
+                       {"STUNPort", -1},
+                       {"DERPPort", proxies_[i]->port()},
+                       {"CertName", "sha256-raw:" + cert_.sha256_hex}});
+    }
+    json m = {
+        {"Regions", {{"900", {{"RegionID", 900}, {"RegionCode", "mesh"}, {"Nodes", nodes}}}}}};
+    return write_temp_file("map-mesh.json", m.dump(2));
+  }
+
+  TestCert cert_;
+  std::unique_ptr<Server> relays_[2];
+  std::unique_ptr<TlsProxy> proxies_[2];
+};
+
+TEST_F(ProbeMesh, SendRecvAndBandwidthCrossTheMeshBetweenNodesOfARegion) {
+  start(true);
+  auto res = run_tool("derp-probe",
+                      {"--prober", "--once", "--derp-map", map(), "--bw-size", "200000", "--json"});
+  ASSERT_EQ(res.exit_code, 0) << res.err << res.out;
+  const json out = last_json(res.out);
+  for (const char* name :
+       {"sendrecv/900/900a->900b", "sendrecv/900/900b->900a", "sendrecv/900/900a->900a",
+        "sendrecv/900/900b->900b", "bw/900/900a->900b", "bw/900/900b->900a", "derp/900/900b"}) {
+    const json* c = probe_check_named(out, name);
+    ASSERT_NE(c, nullptr) << name << "\n" << out.dump();
+    EXPECT_TRUE(c->at("ok").get<bool>()) << c->dump();
+  }
+  // Packets between the nodes really went over the mesh links.
+  EXPECT_GE(relays_[0]->counters()["packets_forwarded_out"] +
+                relays_[1]->counters()["packets_forwarded_out"],
+            2)
+      << "no packet was forwarded between the relays";
+}
+
+TEST_F(ProbeMesh, PairChecksFailNamingTheCrossNodePairWhenTheRelaysAreNotMeshed) {
+  start(false);
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map(), "--timeout", "2s",
+                                     "--bw-size", "65536"});
+  EXPECT_EQ(res.exit_code, 1) << res.out;
+  for (const char* name :
+       {"FAIL sendrecv/900/900a->900b", "FAIL sendrecv/900/900b->900a", "FAIL bw/900/900a->900b"}) {
+    EXPECT_NE(res.err.find(name), std::string::npos) << name << "\n" << res.err;
+  }
+  EXPECT_NE(res.err.find("no packet from 900a arrived at 900b"), std::string::npos) << res.err;
+  // Each relay alone works.
+  EXPECT_EQ(res.err.find("FAIL sendrecv/900/900a->900a"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL bw/900/900b->900b"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL derp/"), std::string::npos) << res.err;
+}
+
+// ---- The STUN client against a scripted responder: transaction ids matched, a lost request
+// retried, the dual-stack answer (family 02, ::ffff:a.b.c.d) unmapped, and a mapping that
+// differs between servers reported.
+
+// UDP on 127.0.0.1: ignores the first binding request; answers the second with a response for
+// another transaction (claiming 127.0.0.1:1111, which must be ignored), then with the right
+// one in derper's dual-stack form claiming 127.0.0.1:4242.
+class ScriptedStun {
+ public:
+  ScriptedStun() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    timeval tv{0, 100000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedStun() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int requests() const { return requests_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      uint8_t buf[1500];
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n <= 0) continue;
+      auto tx = stun::parse_binding_request(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+      if (!tx) continue;
+      if (++requests_ == 1) continue;  // lost: the client must retry
+      const std::array<uint8_t, 4> lo = {127, 0, 0, 1};
+      stun::TxId other = *tx;
+      other[0] ^= 0xff;
+      reply(from, other, stun::Endpoint::v4(lo, 1111));
+      reply(from, *tx, stun::Endpoint::v6(stun::map_v4(lo), 4242));
+    }
+  }
+  void reply(const sockaddr_in& to, const stun::TxId& tx, const stun::Endpoint& mapped) {
+    uint8_t out[stun::kMaxResponseLen];
+    const size_t n = stun::encode_binding_response(out, tx, mapped);
+    ::sendto(fd_, out, n, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  }
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+TEST_F(Probe, StunClientMatchesTransactionsRetriesAndUnmapsDualStackAnswers) {
+  ScriptedStun scripted;
+  auto map = write_map(map_json({{901, scripted.port()}}));
+  auto res = run_tool("derp-probe", {"--derp-map", map, "--json"});
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  const json r = last_json(res.out).at("report");
+  EXPECT_GE(scripted.requests(), 2) << "the first request was lost: a retry must follow";
+  const json* reg = region_of(r, 901);
+  ASSERT_NE(reg, nullptr);
+  EXPECT_TRUE(reg->at("v4_ms").is_number()) << reg->dump();
+  const json& counters = r.at("global_v4_counters");
+  EXPECT_EQ(counters.value("127.0.0.1:4242", 0), 1) << counters.dump();  // unmapped to IPv4
+  EXPECT_FALSE(counters.contains("127.0.0.1:1111")) << "a reply to another transaction counted";
+  EXPECT_FALSE(counters.contains("[::ffff:127.0.0.1]:4242")) << counters.dump();
+  // The real relays saw our socket's own port; the scripted one claims 4242.
+  EXPECT_EQ(r.at("mapping_varies_by_dest_ip"), true) << r.dump();
+  EXPECT_TRUE(r.at("ipv4").get<bool>());
+}
+
+// ---- Live progress: one line per region as answers arrive when stderr is a terminal.
+
+struct ProbeTtyRun {
+  int exit_code = -1;
+  std::string tty;  // what the tool wrote to its terminal (stderr)
+};
+
+// Runs a tool with stderr on a pseudo-terminal and stdout on /dev/null.
+ProbeTtyRun probe_run_with_tty_stderr(const std::string& tool,
+                                      const std::vector<std::string>& args) {
+  ProbeTtyRun out;
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return out;
+  const std::string slave_name = ::ptsname(master);
+  std::vector<std::string> argv_s = {tool_path(tool)};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    int slave = ::open(slave_name.c_str(), O_RDWR);
+    int null = ::open("/dev/null", O_RDWR);
+    if (slave < 0 || null < 0) ::_exit(127);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(slave, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        break;
+      }
+      continue;
+    }
+    char buf[4096];
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) {  // EIO: the terminal's last user closed it
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      break;
+    }
+    out.tty.append(buf, static_cast<size_t>(n));
+  }
+  if (out.exit_code < 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  ::close(master);
+  return out;
+}
+
+TEST_F(Probe, LiveProgressOnATerminalQuietWhenPiped) {
+  SilentUdp blocked;
+  auto map = write_map(map_json({{902, blocked.port()}}));
+  auto tty = probe_run_with_tty_stderr("derp-probe", {"--derp-map", map, "--timeout", "4s"});
+  ASSERT_EQ(tty.exit_code, 0) << tty.tty;
+  for (const char* line :
+       {"region 900 (r1): stun v4 ", "region 901 (r2): stun v4 ", "region 902 (r3): https "}) {
+    EXPECT_NE(tty.tty.find(line), std::string::npos) << line << "\n" << tty.tty;
+  }
+  // The same run piped: the report only, no progress.
+  auto piped = run_tool("derp-probe", {"--derp-map", map, "--timeout", "4s"});
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.err.find("stun v4"), std::string::npos) << piped.err;
+  EXPECT_EQ(piped.err.find("https"), std::string::npos) << piped.err;
+  // --json on a terminal stays machine-readable: no progress either.
+  auto json_tty =
+      probe_run_with_tty_stderr("derp-probe", {"--derp-map", map, "--timeout", "4s", "--json"});
+  EXPECT_EQ(json_tty.exit_code, 0);
+  EXPECT_EQ(json_tty.tty.find("stun v4"), std::string::npos) << json_tty.tty;
+}
+
+// ---- "a list of URLs": several --derp-map sources make one map.
+
+TEST_F(Probe, SeveralMapUrlsMergeIntoOneReport) {
+  json all = map_json({}, favour_901());
+  json first = all, second = all;
+  first["Regions"].erase("902");
+  second["Regions"].erase("900");
+  second["Regions"].erase("901");
+  second.erase("HomeParams");
+  auto serve = [](const json& m) {
+    const std::string body = m.dump();
+    return std::make_unique<CannedHttp>(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+  };
+  auto a = serve(first);
+  auto b = serve(second);
+  auto res =
+      run_tool("derp-probe",
+               {"--derp-map", "http://127.0.0.1:" + std::to_string(a->port()) + "/a", "--derp-map",
+                "http://127.0.0.1:" + std::to_string(b->port()) + "/b", "--json"});
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  const json r = last_json(res.out).at("report");
+  for (int id : {900, 901, 902}) EXPECT_NE(region_of(r, id), nullptr) << id << r.dump();
+  EXPECT_EQ(r.at("preferred_derp"), 901);  // the first map's HomeParams still apply
+  EXPECT_EQ(a->requests(), 1);
+  EXPECT_EQ(b->requests(), 1);
+}
+
+// ---- derp-captive checks several endpoints at the same time.
+
+// Holds every request until `n` have arrived, then answers them all with a redirect: a client
+// that checks endpoints one after another never gets an answer.
+class BarrierPortal {
+ public:
+  explicit BarrierPortal(int n) : n_(n) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~BarrierPortal() {
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    std::vector<int> held;
+    while (static_cast<int>(held.size()) < n_) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) break;
+      held.push_back(c);
+    }
+    const std::string resp =
+        "HTTP/1.1 302 Found\r\nLocation: http://portal.invalid/\r\nContent-Length: 0\r\n\r\n";
+    for (int c : held) {
+      (void)!::send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
+      ::shutdown(c, SHUT_WR);
+    }
+    for (int c : held) ::close(c);
+  }
+
+  int n_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(Probe, CaptiveChecksEndpointsConcurrently) {
+  BarrierPortal portal(3);
+  const std::string url = "127.0.0.1:" + std::to_string(portal.port());
+  auto res =
+      run_tool("derp-captive", {url + "/a", url + "/b", url + "/c", "--json", "--timeout", "5s"});
+  EXPECT_EQ(res.exit_code, 1) << res.err << res.out;
+  const json j = last_json(res.out);
+  ASSERT_EQ(j.at("endpoints").size(), 3u) << j.dump();
+  for (const auto& e : j.at("endpoints")) EXPECT_EQ(e.at("verdict"), "redirect") << e.dump();
+}
+
+TEST(ProbeDerpServe, ProberBandwidthPassesOnDerpServeAndFailsNamingTheCheckWhenItIsDown) {
+  // derp-serve as an operator runs it: TLS with its generated certificate for 127.0.0.1 (the
+  // map pins it), STUN on, all on ephemeral loopback ports.
+  char tmpl[] = "/tmp/derp-probe-serve-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto serve = std::make_unique<Process>(
+      tool_path("derp-serve"),
+      std::vector<std::string>{"-a", "127.0.0.1:0", "--stun-port", "0", "--certmode", "manual",
+                               "--hostname", "127.0.0.1", "--certdir", dir, "--http-port", "0"});
+  auto line = serve->wait_for_line("derp-serve: listening on", 20s, Process::Stream::kStdout);
+  ASSERT_TRUE(line) << serve->err();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      *line, m,
+      std::regex(
+          R"(https://127\.0\.0\.1:(\d+)/derp .* pin (sha256-raw:[0-9a-f]{64}) stun 127\.0\.0\.1:(\d+))")))
+      << *line;
+  json node = {{"Name", "960a"},
+               {"RegionID", 960},
+               {"HostName", "127.0.0.1"},
+               {"CertName", m[2].str()},
+               {"IPv4", "127.0.0.1"},
+               {"IPv6", "none"},
+               {"DERPPort", std::stoi(m[1])},
+               {"STUNPort", std::stoi(m[3])}};
+  json map_j = {
+      {"Regions",
+       {{"960", {{"RegionID", 960}, {"RegionCode", "serve"}, {"Nodes", json::array({node})}}}}}};
+  const std::string map = write_temp_file("map-serve.json", map_j.dump(2));
+  auto res =
+      run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--bw-size", "262144"});
+  EXPECT_EQ(res.exit_code, 0) << res.err << res.out;
+  for (const char* name : {"tls/960/960a", "stun4/960/960a", "derp/960/960a",
+                           "sendrecv/960/960a->960a", "bw/960/960a->960a"}) {
+    EXPECT_TRUE(std::regex_search(res.out, std::regex(std::string(name) + R"(\s+ok\s)")))
+        << name << "\n"
+        << res.out;
+  }
+  serve->signal(SIGTERM);
+  EXPECT_EQ(serve->wait(20s).exit_code, 0) << serve->err();
+  serve.reset();
+  auto down = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "2s",
+                                      "--bw-size", "262144"});
+  EXPECT_EQ(down.exit_code, 1) << down.out;
+  EXPECT_NE(down.err.find("FAIL bw/960/960a->960a: "), std::string::npos) << down.err;
+  EXPECT_NE(down.err.find("FAIL derp/960/960a: "), std::string::npos) << down.err;
+  std::filesystem::remove_all(dir);
+}
+
 // ---- --assert (the engine derp-ping uses) over the netcheck report and a prober round
 
 TEST_F(Probe, AssertPassesWhenPreferredLatencyAndUdpHold) {
@@ -597,21 +1181,28 @@ class ProbeIpv6 : public ::testing::Test {
     auto s = Server::start(std::move(o));
     ASSERT_TRUE(s) << s.error().message;
     relay_ = std::move(*s);
+    // The generated certificate is verified through its pin (as derper's --certmode=manual IP
+    // certificates are), not skipped with InsecureForTests.
+    ASSERT_EQ(relay_->cert_pin().rfind("sha256-raw:", 0), 0u) << relay_->cert_pin();
+    map_ = write_v6_map("map-v6.json", relay_->cert_pin());
+  }
+
+  std::string write_v6_map(const std::string& name, const std::string& cert_name) const {
     json node = {{"Name", "950a"},
                  {"RegionID", 950},
                  {"HostName", "localhost"},
+                 {"CertName", cert_name},
                  {"IPv4", "none"},
                  {"IPv6", "::1"},
                  {"STUNPort", relay_->stun_port()},
-                 {"DERPPort", relay_->port()},
-                 {"InsecureForTests", true}};
+                 {"DERPPort", relay_->port()}};
     json m = {{"Regions",
                {{"950",
                  {{"RegionID", 950},
                   {"RegionCode", "v6"},
                   {"RegionName", "IPv6 only"},
                   {"Nodes", json::array({node})}}}}}};
-    map_ = write_temp_file("map-v6.json", m.dump(2));
+    return write_temp_file(name, m.dump(2));
   }
   void TearDown() override {
     relay_.reset();
@@ -654,6 +1245,20 @@ TEST_F(ProbeIpv6, ProberOncePassesTlsStunAndDerpOverIpv6) {
   EXPECT_FALSE(passed.count("stun4/950/950a")) << "IPv4 is none for this node";
 }
 
+TEST_F(ProbeIpv6, ProberOnceFailsTlsAndDerpOverIpv6WhenThePinIsWrong) {
+  // The same relay under another certificate's pin: the IPv6 TLS path really verifies.
+  std::string pin = relay_->cert_pin();
+  pin.back() = pin.back() == '0' ? '1' : '0';
+  auto map = write_v6_map("map-v6-wrong-pin.json", pin);
+  auto res = run_tool("derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "3s"});
+  EXPECT_EQ(res.exit_code, 1) << res.err << res.out;
+  EXPECT_NE(res.err.find("FAIL tls/950/950a: certificate sha256 does not match CertName"),
+            std::string::npos)
+      << res.err;
+  EXPECT_NE(res.err.find("FAIL derp/950/950a"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find("FAIL stun6/950/950a"), std::string::npos) << res.err;  // UDP is fine
+}
+
 TEST_F(Probe, ProberFlagsNeedEachOther) {
   EXPECT_EQ(run_tool("derp-probe", {"--once"}).exit_code, 2);
   EXPECT_EQ(run_tool("derp-probe", {"--prober"}).exit_code, 2);
@@ -685,6 +1290,26 @@ TEST_F(Probe, LintBrokenMapPrintsOneLinePerFinding) {
   auto j = run_tool("derp-probe", {"lint", write_map(m), "--json"});
   EXPECT_EQ(j.exit_code, 1);
   EXPECT_EQ(last_json(j.out).at("findings").size(), 4u) << j.out;
+}
+
+TEST_F(Probe, LintReportsWhatTheLoaderWouldRefuseAsFindings) {
+  // A node without HostName and a region whose RegionID is not its key: other tools refuse
+  // such a map (exit 2); lint lists them with everything else (exit 1).
+  json m = map_json();
+  m["Regions"]["900"]["Nodes"][0].erase("HostName");
+  m["Regions"]["901"]["RegionID"] = 911;
+  m["Regions"]["902"]["RegionID"] = 900;
+  const std::string path = write_map(m, "lint-loader.json");
+  auto res = run_tool("derp-probe", {"lint", path});
+  EXPECT_EQ(res.exit_code, 1) << res.err << res.out;
+  for (const char* line : {"region 900 node 900a: no-hostname: node has no HostName",
+                           "region 901: region-id-mismatch: key 901 holds RegionID 911",
+                           "region 902: duplicate-region-id: RegionID 900 is also the id of "
+                           "region 900"}) {
+    EXPECT_NE(res.out.find(line), std::string::npos) << line << "\n" << res.out;
+  }
+  auto probe = run_tool("derp-probe", {"--derp-map", path});
+  EXPECT_EQ(probe.exit_code, 2) << probe.err;
 }
 
 TEST_F(Probe, LintActiveFindsUnreachablePorts) {

@@ -221,6 +221,18 @@ TEST(DerpMap, ReportsMissingHostName) {
                R"(DERP map: region "900": node 1: HostName missing)");
 }
 
+TEST(DerpMap, StructureChecksLeaveHostNameAndRegionIdToTheLinter) {
+  auto m = parse_derp_map(R"({"Regions": {"900": {"RegionID": 901, "Nodes": [{"Name": "900a"}]}}})",
+                          DerpMapChecks::kStructure);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->regions.at(900).region_id, 901);
+  EXPECT_EQ(m->regions.at(900).nodes.at(0).host_name, "");
+  // JSON types still count.
+  auto bad =
+      parse_derp_map(R"({"Regions": {"900": {"RegionID": "900"}}})", DerpMapChecks::kStructure);
+  EXPECT_FALSE(bad);
+}
+
 TEST(DerpMap, ReportsNonNumericRegionKey) {
   expect_error(R"({"Regions": {"x": {"RegionID": 1}}})",
                R"(DERP map: region key "x" is not a number)");

@@ -209,11 +209,15 @@ TEST(MapLint, FindsEachMistakeOnItsOwnLine) {
   m.regions[903] = stun;
   m.regions[904] = stun;  // key 904, RegionID 903
   m.regions[904].nodes[0].name = "904s";
+  m.regions[905] = stun;  // key 905, RegionID 777: no such region either
+  m.regions[905].region_id = 777;
+  m.regions[905].nodes[0].name = "905s";
+  m.regions[905].nodes[0].region_id = 777;
   m.regions[900].nodes[0].region_id = 999;
   auto f = lint_derp_map(m);
   for (const char* c : {"duplicate-node-name", "no-hostname", "bad-certname", "wrong-family",
                         "no-address", "stun-only-region", "region-id-mismatch",
-                        "node-region-mismatch", "inconsistent-ipv4"}) {
+                        "duplicate-region-id", "node-region-mismatch", "inconsistent-ipv4"}) {
     EXPECT_TRUE(has(f, c)) << c;
   }
   for (const auto& x : f) {

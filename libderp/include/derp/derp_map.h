@@ -64,7 +64,11 @@ struct DERPMap {
 // checks its structure: a JSON object, fields of the right JSON types, numeric region keys
 // equal to each region's RegionID, a HostName on every node. Errors (kUsage) say where, e.g.
 // `DERP map: region "900": node 0: HostName missing`. Semantic checks are left to a linter.
-Result<DERPMap> parse_derp_map(std::string_view json);
+// kStructure skips the HostName and RegionID checks too (JSON types still count), so that a
+// linter (derp-probe lint) can report those mistakes alongside every other one.
+enum class DerpMapChecks { kDialable, kStructure };
+Result<DERPMap> parse_derp_map(std::string_view json,
+                               DerpMapChecks checks = DerpMapChecks::kDialable);
 
 // JSON with Go's field names, order and omitempty rules; region keys as decimal strings in
 // Go's order (sorted as strings). Compact, or indented by `indent` spaces when ≥ 0.

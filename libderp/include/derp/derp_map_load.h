@@ -15,8 +15,10 @@ namespace derp {
 // bundle `ca_file` instead when given; redirects followed; the final status must be 200). The
 // one loader of every tool (--derp-map) and of derp-probe. Errors: kUsage (unreadable file:
 // "DERP map: cannot read PATH: why"; bad JSON: the parser's message), kDns, kConnect, kTls,
-// kHttp ("HTTP status N"), kTimeout (the whole fetch exceeded `timeout`).
+// kHttp ("HTTP status N"), kTimeout (the whole fetch exceeded `timeout`). `checks` as
+// parse_derp_map's.
 Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout,
-                              const std::string& ca_file = "");
+                              const std::string& ca_file = "",
+                              DerpMapChecks checks = DerpMapChecks::kDialable);
 
 }  // namespace derp

@@ -107,7 +107,7 @@ std::optional<int> parse_int_key(std::string_view key) {
     (field) = std::move(*derp_map_r_);                       \
   } while (0)
 
-Result<DERPNode> parse_node(const ordered_json& j, const std::string& where) {
+Result<DERPNode> parse_node(const ordered_json& j, const std::string& where, DerpMapChecks checks) {
   if (!j.is_object()) {
     return map_error(where, fmt::format("is {}, want an object", json_type_name(j)));
   }
@@ -147,11 +147,14 @@ Result<DERPNode> parse_node(const ordered_json& j, const std::string& where) {
     }
   }
   // Go does not check it, but a node without a HostName cannot be dialed nor verified.
-  if (n.host_name.empty()) return map_error(where, "HostName missing");
+  if (n.host_name.empty() && checks == DerpMapChecks::kDialable) {
+    return map_error(where, "HostName missing");
+  }
   return n;
 }
 
-Result<DERPRegion> parse_region(const ordered_json& j, const std::string& where) {
+Result<DERPRegion> parse_region(const ordered_json& j, const std::string& where,
+                                DerpMapChecks checks) {
   if (!j.is_object()) {
     return map_error(where, fmt::format("is {}, want an object", json_type_name(j)));
   }
@@ -185,7 +188,7 @@ Result<DERPRegion> parse_region(const ordered_json& j, const std::string& where)
       for (size_t i = 0; i < v.size(); ++i) {
         const std::string node_where = join_where(where, fmt::format("node {}", i));
         if (v[i].is_null()) return map_error(node_where, "is null, want an object");
-        auto node = parse_node(v[i], node_where);
+        auto node = parse_node(v[i], node_where, checks);
         if (!node) return std::move(node).error();
         r.nodes.push_back(std::move(*node));
       }
@@ -291,7 +294,7 @@ bool family_matches(std::string_view ip, IpFamily family) {
 
 #undef DERP_MAP_SET
 
-Result<DERPMap> parse_derp_map(std::string_view json) {
+Result<DERPMap> parse_derp_map(std::string_view json, DerpMapChecks checks) {
   ordered_json j;
   try {
     j = ordered_json::parse(json);
@@ -320,9 +323,9 @@ Result<DERPMap> parse_derp_map(std::string_view json) {
         }
         const std::string where = fmt::format("region {}", codec::quote_for_error(rkey));
         if (rv.is_null()) return map_error(where, "is null, want an object");
-        auto region = parse_region(rv, where);
+        auto region = parse_region(rv, where, checks);
         if (!region) return std::move(region).error();
-        if (region->region_id != *id) {
+        if (region->region_id != *id && checks == DerpMapChecks::kDialable) {
           return map_error("", fmt::format("region {} has RegionID {}", *id, region->region_id));
         }
         map.regions[*id] = std::move(*region);

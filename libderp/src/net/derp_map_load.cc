@@ -84,7 +84,7 @@ bool has_scheme(std::string_view s, std::string_view scheme) {
 }  // namespace
 
 Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds timeout,
-                              const std::string& ca_file) {
+                              const std::string& ca_file, DerpMapChecks checks) {
   std::string text;
   const std::string src(source);
   if (has_scheme(source, "http://") || has_scheme(source, "https://") ||
@@ -109,7 +109,7 @@ Result<DERPMap> load_derp_map(std::string_view source, std::chrono::milliseconds
     ss << in.rdbuf();
     text = ss.str();
   }
-  auto map = parse_derp_map(text);
+  auto map = parse_derp_map(text, checks);
   if (!map) return map.error().wrap(src);
   return map;
 }

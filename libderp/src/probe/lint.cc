@@ -80,7 +80,11 @@ std::vector<LintFinding> lint_derp_map(const DERPMap& map) {
   std::map<std::string, std::string> names;  // node name → where first seen
   for (const auto& [key, r] : map.regions) {
     const std::string rw = fmt::format("region {}", key);
-    if (r.region_id != key) {
+    if (r.region_id != key && map.regions.count(r.region_id)) {
+      out.push_back(
+          {rw, "duplicate-region-id",
+           fmt::format("RegionID {} is also the id of region {}", r.region_id, r.region_id)});
+    } else if (r.region_id != key) {
       out.push_back({rw, "region-id-mismatch",
                      fmt::format("key {} holds RegionID {}", key, r.region_id)});
     }

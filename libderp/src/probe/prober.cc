@@ -2,8 +2,11 @@
 #include "derp/prober.h"
 
 #include <fmt/format.h>
+#include <sodium.h>
 
+#include <algorithm>
 #include <future>
+#include <span>
 
 #include "derp/client.h"
 #include "probe/stun_client.h"
@@ -112,59 +115,164 @@ CheckResult derp_check(const DERPRegion& r, const DERPNode& n, const ProberOptio
   return c;
 }
 
-// A packet from a client on node a to a client on node b (mesh forwarding when a ≠ b).
-CheckResult sendrecv_check(const DERPRegion& r, const DERPNode& a, const DERPNode& b,
-                           const ProberOptions& o) {
-  CheckResult c = make_check("sendrecv", r.region_id, a.name + "->" + b.name);
-  auto from = Client::create(client_options(a, o));
-  auto to = Client::create(client_options(b, o));
-  if (!from || !to) {
-    c.detail = (!from ? from.error() : to.error()).message;
-    return c;
-  }
+// Two connected clients: `from` on node a, `to` on node b.
+struct ClientPair {
+  std::unique_ptr<Client> from, to;
+};
+
+Result<ClientPair> connect_pair(const DERPNode& a, const DERPNode& b, const ProberOptions& o,
+                                bool is_prober) {
+  ClientOptions oa = client_options(a, o), ob = client_options(b, o);
+  oa.is_prober = ob.is_prober = is_prober;
+  auto from = Client::create(std::move(oa));
+  if (!from) return std::move(from).error();
+  auto to = Client::create(std::move(ob));
+  if (!to) return std::move(to).error();
   for (Client* cl : {to->get(), from->get()}) {
-    if (auto ok = cl->connect(); !ok) {
-      c.detail = ok.error().message;
-      return c;
-    }
+    if (auto ok = cl->connect(); !ok) return std::move(ok).error();
   }
-  std::vector<uint8_t> payload(64);
-  const std::string tag = fmt::format("derp-probe {} {}", c.node, Clock::now().time_since_epoch().count());
-  payload.assign(tag.begin(), tag.end());
-  const auto deadline = Clock::now() + o.timeout;
-  // The receiver must be registered at a's node (a mesh peer learns of it asynchronously):
-  // resend until it arrives or the deadline passes.
-  auto t0 = Clock::now();
+  return ClientPair{std::move(*from), std::move(*to)};
+}
+
+// Sends `payload` from p.from to p.to until a copy arrives or `deadline` passes: the receiver
+// must be registered at a's node first, which a mesh peer learns of asynchronously. Returns the
+// time from the last send to the arrival, in ms.
+Result<double> deliver(ClientPair& p, std::span<const uint8_t> payload, const DERPNode& a,
+                       const DERPNode& b, Clock::time_point deadline,
+                       std::chrono::milliseconds timeout) {
   while (Clock::now() < deadline) {
-    t0 = Clock::now();
-    if (auto ok = (*from)->send((*to)->self_public_key(), payload); !ok) {
-      c.detail = ok.error().message;
-      return c;
+    const auto t0 = Clock::now();
+    if (auto ok = p.from->send(p.to->self_public_key(), payload); !ok) {
+      return std::move(ok).error();
     }
     const auto wait_until = std::min(deadline, Clock::now() + std::chrono::milliseconds(500));
     while (Clock::now() < wait_until) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - Clock::now());
-      auto m = (*to)->recv(std::max(left, std::chrono::milliseconds(1)));
+      auto m = p.to->recv(std::max(left, std::chrono::milliseconds(1)));
       if (!m) {
         if (m.error().kind == ErrorKind::kTimeout) break;
-        c.detail = m.error().message;
-        return c;
+        return std::move(m).error();
       }
-      if (auto* p = std::get_if<ReceivedPacket>(&*m); p && p->data == payload) {
-        c.ok = true;
-        c.latency_ms = ms_since(t0);
-        return c;
+      auto* pkt = std::get_if<ReceivedPacket>(&*m);
+      if (pkt && std::equal(pkt->data.begin(), pkt->data.end(), payload.begin(), payload.end())) {
+        return ms_since(t0);
       }
     }
   }
-  c.detail = fmt::format("no packet from {} arrived at {} within {} ms", a.name, b.name,
-                         o.timeout.count());
+  return Error(ErrorKind::kTimeout, fmt::format("no packet from {} arrived at {} within {} ms",
+                                                a.name, b.name, timeout.count()));
+}
+
+std::vector<uint8_t> probe_tag(const std::string& what, const std::string& pair) {
+  const std::string tag =
+      fmt::format("derp-probe {} {} {}", what, pair, Clock::now().time_since_epoch().count());
+  return std::vector<uint8_t>(tag.begin(), tag.end());
+}
+
+// A packet from a client on node a to a client on node b (mesh forwarding when a ≠ b).
+CheckResult sendrecv_check(const DERPRegion& r, const DERPNode& a, const DERPNode& b,
+                           const ProberOptions& o) {
+  CheckResult c = make_check("sendrecv", r.region_id, a.name + "->" + b.name);
+  auto pair = connect_pair(a, b, o, true);
+  if (!pair) {
+    c.detail = pair.error().message;
+    return c;
+  }
+  const std::vector<uint8_t> payload = probe_tag("sendrecv", c.node);
+  auto ms = deliver(*pair, payload, a, b, Clock::now() + o.timeout, o.timeout);
+  if (!ms) {
+    c.detail = ms.error().message;
+    return c;
+  }
+  c.ok = true;
+  c.latency_ms = *ms;
+  return c;
+}
+
+// o.bw_size random bytes from a client on node a to a client on node b in packets of up to
+// 64 KiB, kBandwidthWindow in flight; timed from the first data packet sent to the last one
+// received. Go's derpProbeBandwidth (direct mode): packets must arrive whole and in order.
+CheckResult bw_check(const DERPRegion& r, const DERPNode& a, const DERPNode& b,
+                     const ProberOptions& o) {
+  CheckResult c = make_check("bw", r.region_id, a.name + "->" + b.name);
+  c.bw_bytes = o.bw_size;
+  // Not a prober client, as in Go: the relay need not log every packet of the transfer.
+  auto pair = connect_pair(a, b, o, false);
+  if (!pair) {
+    c.detail = pair.error().message;
+    return c;
+  }
+  const std::vector<uint8_t> tag = probe_tag("bw", c.node);
+  if (auto ms = deliver(*pair, tag, a, b, Clock::now() + o.timeout, o.timeout); !ms) {
+    c.detail = ms.error().message;
+    return c;
+  }
+  if (sodium_init() < 0) {
+    c.detail = "libsodium init failed";
+    return c;
+  }
+  const size_t total = static_cast<size_t>(o.bw_size);
+  std::vector<uint8_t> data(total);
+  randombytes_buf(data.data(), data.size());
+  const size_t count = (total + kMaxPacketSize - 1) / kMaxPacketSize;
+  auto packet = [&](size_t i) {
+    const size_t off = i * kMaxPacketSize;
+    return std::span<const uint8_t>(data).subspan(off, std::min(kMaxPacketSize, total - off));
+  };
+  const NodePublic dst = pair->to->self_public_key();
+  const NodePublic src = pair->from->self_public_key();
+  size_t sent = 0, got = 0;
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + o.timeout;
+  auto fail = [&](const std::string& why) {
+    c.detail = fmt::format("{} -> {}: after {} of {} packets: {}", a.name, b.name, got, count, why);
+    return c;
+  };
+  while (got < count) {
+    while (sent < count && sent - got < static_cast<size_t>(kBandwidthWindow)) {
+      if (auto ok = pair->from->send(dst, packet(sent)); !ok) {
+        return fail("sending: " + ok.error().message);
+      }
+      ++sent;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return fail(fmt::format("the transfer did not finish within {} ms", o.timeout.count()));
+    }
+    auto m = pair->to->recv(left);
+    if (!m) {
+      if (m.error().kind == ErrorKind::kTimeout) {
+        return fail(fmt::format("the transfer did not finish within {} ms", o.timeout.count()));
+      }
+      return fail("receiving: " + m.error().message);
+    }
+    auto* p = std::get_if<ReceivedPacket>(&*m);
+    if (!p) continue;              // keep-alives, pings, peer notices
+    if (p->data == tag) continue;  // a late copy of the route check
+    if (p->src != src) return fail("a packet from an unexpected source");
+    const auto want = packet(got);
+    if (!std::equal(p->data.begin(), p->data.end(), want.begin(), want.end())) {
+      return fail("a packet arrived reordered or corrupted");
+    }
+    ++got;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  c.ok = true;
+  c.bw_seconds = secs;
+  c.latency_ms = secs * 1000;
+  c.detail = fmt::format("{} bytes in {:.1f} ms, {:.1f} Mbit/s", total, c.latency_ms, *c.bw_mbps());
   return c;
 }
 
 }  // namespace
 
 std::string CheckResult::name() const { return fmt::format("{}/{}/{}", check, region_id, node); }
+
+std::optional<double> CheckResult::bw_mbps() const {
+  if (!bw_bytes || !bw_seconds || *bw_seconds <= 0) return std::nullopt;
+  return static_cast<double>(*bw_bytes) * 8 / *bw_seconds / 1e6;
+}
 
 std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptions& o) {
   std::vector<std::future<std::vector<CheckResult>>> jobs;
@@ -199,6 +307,18 @@ std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptio
     auto v = j.get();
     out.insert(out.end(), v.begin(), v.end());
   }
+  // Bandwidth last and one pair at a time, so that transfers measure the relay rather than
+  // each other or the latency checks.
+  if (o.bw_size > 0) {
+    for (const auto& [id, r] : map.regions) {
+      for (const auto& a : r.nodes) {
+        for (const auto& b : r.nodes) {
+          if (a.stun_only || b.stun_only) continue;
+          out.push_back(bw_check(r, a, b, o));
+        }
+      }
+    }
+  }
   return out;
 }
 
@@ -221,6 +341,33 @@ std::string prober_metrics_text(const std::vector<CheckResult>& results, uint64_
     if (!c.ok) continue;
     out += fmt::format("derp_probe_check_latency_seconds{{{}}} {:.6f}\n", labels(c),
                        c.latency_ms / 1000.0);
+  }
+  bool any_bw = false;
+  for (const auto& c : results) any_bw |= c.bw_bytes.has_value();
+  if (any_bw) {
+    auto bw_labels = [](const CheckResult& c) {
+      return fmt::format("region=\"{}\",node=\"{}\"", c.region_id, c.node);
+    };
+    out += "# HELP derp_probe_bw_size_bytes Payload size of the bandwidth probe.\n";
+    out += "# TYPE derp_probe_bw_size_bytes gauge\n";
+    for (const auto& c : results) {
+      if (!c.bw_bytes) continue;
+      out += fmt::format("derp_probe_bw_size_bytes{{{}}} {}\n", bw_labels(c), *c.bw_bytes);
+    }
+    out += "# HELP derp_probe_bw_transfer_seconds Time the last complete transfer took.\n";
+    out += "# TYPE derp_probe_bw_transfer_seconds gauge\n";
+    for (const auto& c : results) {
+      if (!c.bw_seconds) continue;
+      out +=
+          fmt::format("derp_probe_bw_transfer_seconds{{{}}} {:.6f}\n", bw_labels(c), *c.bw_seconds);
+    }
+    out += "# HELP derp_probe_bw_mbps Throughput of the last complete transfer, Mbit/s.\n";
+    out += "# TYPE derp_probe_bw_mbps gauge\n";
+    for (const auto& c : results) {
+      if (auto mbps = c.bw_mbps()) {
+        out += fmt::format("derp_probe_bw_mbps{{{}}} {:.3f}\n", bw_labels(c), *mbps);
+      }
+    }
   }
   out += "# HELP derp_probe_cert_expiry_seconds Seconds until the node's certificate expires.\n";
   out += "# TYPE derp_probe_cert_expiry_seconds gauge\n";

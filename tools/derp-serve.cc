@@ -88,13 +88,16 @@ int main(int argc, char** argv) {
     std::chrono::milliseconds* out;
     const char* help;
   };
-  std::array<DurationFlag, 6> durations = {{
+  std::array<DurationFlag, 7> durations = {{
       {"--tcp-keepalive-time", "10m", &opts.tcp_keepalive,
        "TCP keepalive idle time and probe interval on accepted sockets (0 = off)"},
       {"--tcp-user-timeout", "15s", &opts.tcp_user_timeout,
        "TCP_USER_TIMEOUT on accepted sockets (0 = off)"},
       {"--tcp-write-timeout", "2s", &opts.write_timeout,
        "Close a client whose write stalls this long (0 = no timeout)"},
+      {"--queue-wait", "5ms", &opts.queue_wait,
+       "Pause a sender up to this long when a draining receiver's queue is full, instead of "
+       "dropping (0 = derper's drop-oldest at once)"},
       {"--handshake-timeout", "10s", &opts.handshake_timeout,
        "Deadline for the HTTP request head and each DERP handshake step"},
       {"--restart-reconnect-in", "1s", &opts.restart_reconnect_in,

@@ -333,6 +333,39 @@ TEST_F(ServeBinary, TakesDerperFlagsWithOneDash) {
   EXPECT_EQ(proc_->wait(10s).exit_code, 0);
 }
 
+// --queue-wait reaches the relay: 0 restores derper's drop-oldest (no sender ever waits), so a
+// flood into a one-loop relay drops at the receiver's full queue; a bad value is refused.
+TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
+  auto bad = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--queue-wait", "soon"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--queue-wait"), std::string::npos) << bad.err;
+
+  const uint16_t port =
+      start({"-a", "127.0.0.1:0", "-stun=false", "--threads", "1", "--queue-wait", "0"});
+  ASSERT_NE(port, 0);
+  const NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate();
+  auto a = DerpConn::connect(port, ka, server_key_);
+  auto b = DerpConn::connect(port, kb, server_key_);
+  ASSERT_TRUE(a && b);
+  std::vector<uint8_t> flood;
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<uint8_t> p(kb.public_key().bytes.begin(), kb.public_key().bytes.end());
+    p.resize(32 + 1200, 0x33);
+    auto f = frame_bytes(FrameType::kSendPacket, p);
+    flood.insert(flood.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(a->raw().write(flood));
+  ASSERT_TRUE(a->sync());
+  auto j = nlohmann::json::parse(
+      body_of(http_get(port, "GET /debug/vars HTTP/1.1\r\nHost: x\r\n\r\n")), nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["derp"].is_object());
+  EXPECT_EQ(j["derp"].value("send_queue_waits", int64_t{-1}), 0) << j.dump();
+  EXPECT_GT(j["derp"]["counter_packets_dropped_reason"].value("queue_head", int64_t{0}), 0)
+      << j.dump();
+  proc_->signal(SIGTERM);
+  EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+}
+
 TEST_F(ServeBinary, UnsupportedDerperFlagIsRefusedByName) {
   for (const char* flag : {"-dev", "--verify-clients", "-home=blank", "-rate-config"}) {
     auto r = run_tool("derp-serve", {"-c", dir_ + "/derper.key", flag});

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "derp/frame.h"
@@ -38,6 +39,16 @@ class RelayRobustness : public ::testing::Test {
     o.log = logs_.sink();
     server_ = start_relay(std::move(o));
     ASSERT_TRUE(server_);
+  }
+  // One event loop, so a read carrying many packets routes them all before any flush runs,
+  // and the given back-pressure bound (ServerOptions::queue_wait).
+  void start_one_loop(std::chrono::milliseconds queue_wait,
+                      std::chrono::milliseconds write_timeout = std::chrono::seconds(2)) {
+    ServerOptions o;
+    o.threads = 1;
+    o.queue_wait = queue_wait;
+    o.write_timeout = write_timeout;
+    start(std::move(o));
   }
   std::unique_ptr<DerpConn> join(const NodePrivate& k) {
     return DerpConn::connect(server_->port(), k, server_->public_key());
@@ -176,6 +187,96 @@ TEST_F(RelayRobustness, SlowReaderDoesNotSlowOthersAndIsClosedAfterWriteTimeout)
   EXPECT_TRUE(logs_.wait_for("write timeout")) << logs_.all();
   EXPECT_TRUE(c->raw().wait_closed());
   EXPECT_GE(server_->counters()["sclient_write_timeouts"], 1);
+}
+
+// `count` SendPacket frames to `dst`, `size` bytes each, the first 4 bytes the sequence number.
+std::vector<uint8_t> robustness_flood(const NodePublic& dst, uint32_t count, size_t size) {
+  std::vector<uint8_t> out;
+  for (uint32_t i = 0; i < count; ++i) {
+    std::vector<uint8_t> p(dst.bytes.begin(), dst.bytes.end());
+    p.resize(32 + size, 0x5a);
+    std::memcpy(p.data() + 32, &i, 4);
+    auto f = frame_bytes(FrameType::kSendPacket, p);
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  return out;
+}
+
+// Reads `count` RecvPackets and checks they carry sequence numbers first, first+1, ...
+void robustness_expect_in_order(DerpConn& c, uint32_t first, uint32_t count) {
+  for (uint32_t i = first; i < first + count; ++i) {
+    auto f = c.read_frame();
+    ASSERT_TRUE(f.has_value()) << "packet " << i;
+    ASSERT_EQ(f->frame_type(), FrameType::kRecvPacket);
+    auto v = decode_recv_packet(f->payload);
+    ASSERT_TRUE(v.ok());
+    uint32_t got = 0;
+    std::memcpy(&got, v->data.data(), 4);
+    ASSERT_EQ(got, i);
+  }
+}
+
+// Back-pressure (ServerOptions::queue_wait): a receiver that reads, only slower than its sender
+// writes, pauses the sender instead of losing packets (derper drops the oldest here).
+TEST_F(RelayRobustness, FullQueueOfDrainingReceiverPausesTheSenderInsteadOfDropping) {
+  start_one_loop(std::chrono::seconds(30));  // B never counts as stalled within the test
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate();
+  auto a = join(ka), b = join(kb);
+  ASSERT_TRUE(a && b);
+  constexpr uint32_t kCount = 3000;  // 3.7 MB written at once: reads of ~50-100 packets
+  const auto flood = robustness_flood(kb.public_key(), kCount, 1200);
+  bool written = false;
+  std::thread sender([&] { written = a->raw().write(flood); });
+  robustness_expect_in_order(*b, 0, kCount);
+  sender.join();
+  EXPECT_TRUE(written);
+  auto c = server_->counters();
+  EXPECT_EQ(c["packets_dropped_reason_queue_head"], 0);
+  EXPECT_EQ(c["packets_dropped"], 0);
+  EXPECT_GT(c["send_queue_waits"], 0);
+}
+
+// With queue_wait 0 the relay is derper: the same flood finds B's queue full and drops.
+TEST_F(RelayRobustness, QueueWaitZeroDropsTheOldestAsDerper) {
+  start_one_loop(std::chrono::milliseconds(0));
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate();
+  auto a = join(ka), b = join(kb);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->raw().write(robustness_flood(kb.public_key(), 3000, 1200)));
+  ASSERT_TRUE(a->sync());  // the relay has read (and routed) all of A's frames
+  auto c = server_->counters();
+  EXPECT_GT(c["packets_dropped_reason_queue_head"], 0);
+  EXPECT_EQ(c["send_queue_waits"], 0);
+}
+
+// A stalled receiver (it never reads) costs its sender at most one queue_wait: then the relay
+// drops the oldest of the stalled queue, and the sender's packets to others keep flowing.
+TEST_F(RelayRobustness, StalledReceiverDoesNotHoldItsSenderBack) {
+  // No write timeout: C stays connected, stalled, all along.
+  start_one_loop(std::chrono::milliseconds(100), std::chrono::milliseconds(0));
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate(),
+              kc = NodePrivate::generate();
+  auto a = join(ka), b = join(kb), c = join(kc);
+  ASSERT_TRUE(a && b && c);
+  c->raw().shrink_receive_buffer(4096);
+  // A alternates: a big packet for C (who never reads), then a small one for B. 600 × 16 KiB
+  // is far more than C's socket buffers and queue; B must still get all of A's packets.
+  const std::vector<uint8_t> big(16384, 0x22);
+  constexpr uint32_t kRounds = 600;
+  bool written = true;
+  std::thread sender([&] {
+    for (uint32_t i = 0; i < kRounds && written; ++i) {
+      std::vector<uint8_t> p(4);
+      std::memcpy(p.data(), &i, 4);
+      written = a->send_packet(kc.public_key(), big) && a->send_packet(kb.public_key(), p);
+    }
+  });
+  robustness_expect_in_order(*b, 0, kRounds);
+  sender.join();
+  EXPECT_TRUE(written);
+  auto counters = server_->counters();
+  EXPECT_GT(counters["packets_dropped_reason_queue_head"], 0);
+  EXPECT_GE(counters["send_queue_waits"], 1);
 }
 
 TEST_F(RelayRobustness, RelayingAllocatesNothingPerPacketInSteadyState) {

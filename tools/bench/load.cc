@@ -82,7 +82,8 @@ struct Shared {
   std::condition_variable cv;
   int dialed = 0;
   std::optional<Error> error;
-  // The pinger (on loop 0).
+  // The pinger, on a loop and thread of its own: its round trips measure the relay, not how
+  // long a pong waits behind the load pairs' packets in derp-bench's own loops.
   std::unique_ptr<Conn> ping_conn;
   std::optional<asio::steady_timer> ping_timer;
   std::array<uint64_t, 4096> ping_sent_at{};
@@ -312,6 +313,9 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     p->loop->pairs.push_back(p.get());
     pairs.push_back(std::move(p));
   }
+  const bool pinger = target && cfg.ping_interval.count() > 0;
+  if (pinger) loops.push_back(std::make_unique<Loop>());  // no pairs: the pinger's alone
+  Loop* const ping_lp = loops.back().get();
   using Guard = asio::executor_work_guard<asio::io_context::executor_type>;
   std::vector<Guard> guards;
   std::vector<std::thread> threads;
@@ -319,12 +323,11 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     guards.emplace_back(l->io.get_executor());
     threads.emplace_back([io = &l->io] { io->run(); });
   }
-  const bool pinger = target && cfg.ping_interval.count() > 0;
   int to_dial = cfg.pairs + (pinger ? 1 : 0);
   for (auto& p : pairs) {
     asio::co_spawn(p->loop->io, dial_pair(sh, *p), asio::detached);
   }
-  if (pinger) asio::co_spawn(loops[0]->io, dial_pinger(sh, loops[0]->io), asio::detached);
+  if (pinger) asio::co_spawn(ping_lp->io, dial_pinger(sh, ping_lp->io), asio::detached);
 
   auto shutdown = [&] {
     sh.phase = kStop;
@@ -335,7 +338,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
           if (p->receiver) p->receiver->close();
           p->wake->cancel();
         }
-        if (lp == loops[0].get()) {
+        if (pinger && lp == ping_lp) {
           if (sh.ping_conn) sh.ping_conn->close();
           if (sh.ping_timer) sh.ping_timer->cancel();
         }
@@ -370,8 +373,8 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     asio::co_spawn(p->loop->io, drain_loop(*p->sender), asio::detached);
   }
   if (pinger) {
-    asio::co_spawn(loops[0]->io, pong_loop(sh, *loops[0]), asio::detached);
-    asio::co_spawn(loops[0]->io, ping_loop(sh, loops[0]->io, *loops[0]), asio::detached);
+    asio::co_spawn(ping_lp->io, pong_loop(sh, *ping_lp), asio::detached);
+    asio::co_spawn(ping_lp->io, ping_loop(sh, ping_lp->io, *ping_lp), asio::detached);
   }
   for (auto& p : pairs) asio::co_spawn(p->loop->io, send_loop(sh, *p), asio::detached);
 
@@ -434,7 +437,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     rep.ping.merge(l->ping);
   }
   rep.pings_sent = sh.pings_sent;
-  // The ping timer belongs to loops[0]'s io_context, which `loops` (declared after `sh`)
+  // The ping timer belongs to the ping loop's io_context, which `loops` (declared after `sh`)
   // destroys first: release the timer while its context is alive.
   sh.ping_timer.reset();
   if (sh.error) return *sh.error;

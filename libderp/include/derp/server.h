@@ -22,6 +22,14 @@ struct ServerOptions {
   int threads = 0;                           // event loops; 0 = one per core
   size_t per_client_queue_depth = 32;        // per queue (data and disco), as derper
   std::chrono::milliseconds write_timeout{2000};      // per flush; 0 = none
+  // Back-pressure instead of loss (issue 8; derper has none). When a client's packet finds the
+  // destination's data queue full while that destination is draining it (its current write
+  // began less than queue_wait ago: a receiver that reads, only slower than it is sent to), the
+  // relay stops reading from the sender until the destination takes the queue, for at most
+  // queue_wait; then, or at once for a destination whose write has been stuck longer (a stalled
+  // reader), the oldest queued packet is dropped as derper does (packets_dropped_reason
+  // queue_head). Disco packets and mesh peers never wait. 0 = derper's behaviour: always drop.
+  std::chrono::milliseconds queue_wait{5};
   std::chrono::milliseconds handshake_timeout{10000};  // per handshake step and HTTP head
   std::chrono::milliseconds keep_alive{60000};         // KeepAlive period (+ up to 5 s jitter)
   MeshKey mesh_key;                          // zero = no mesh peers

@@ -55,8 +55,9 @@ void ClientConn::schedule_locked(bool* need_post) {
   }
 }
 
-bool ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8_t* data,
-                                uint32_t len, bool disco) {
+ClientConn::Enqueued ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk,
+                                                const uint8_t* data, uint32_t len, bool disco,
+                                                ClientConn* waiter) {
   bool need_post = false;
   bool first = false;
   Chunk* evicted = nullptr;
@@ -65,10 +66,20 @@ bool ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8
     std::lock_guard lock(qmu_);
     if (closing_) {
       stats_.drop(DropReason::kGoneDisconnected, disco, len);
-      return false;
+      return Enqueued::kQueued;
     }
     PacketRing& q = disco ? disco_q_ : data_q_;
     if (q.full()) {
+      // Back-pressure: a queue that fills while its writer drains it (no write running means a
+      // flush is already posted; a write running for less than queue_wait is progressing)
+      // pauses the sender instead of losing the oldest packet. A writer stuck for longer is a
+      // stalled reader: its senders must not wait on it, so derper's drop-oldest applies.
+      if (waiter != nullptr && !disco &&
+          (!writing_ || std::chrono::steady_clock::now() - batch_started_ < opts_.queue_wait)) {
+        // Capacity is kept: a connection allocates the list once, at its first paused sender.
+        queue_waiters_.push_back(waiter->weak_from_this());
+        return Enqueued::kWait;
+      }
       // derper drops the oldest so that a stalled reader gets the freshest packets.
       PacketEntry old = q.pop_front();
       evicted = old.chunk;
@@ -92,7 +103,16 @@ bool ClientConn::enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8
     stats_.drop(DropReason::kQueueHead, disco, evicted_len);
   }
   if (need_post) post_flush();
-  return first;
+  return first ? Enqueued::kFirst : Enqueued::kQueued;
+}
+
+void ClientConn::wake_queue_waiters_locked() {
+  if (queue_waiters_.empty()) return;
+  for (auto& w : queue_waiters_) {
+    // The posted wake holds its own reference, so none is released under qmu_.
+    if (auto sender = w.lock()) sender->wake_from_queue_wait();
+  }
+  queue_waiters_.clear();
 }
 
 bool ClientConn::queue_control(const Control& c, const NodePublic* owed_from) {
@@ -193,6 +213,7 @@ bool ClientConn::begin_batch() {
   for (PacketRing* q : {&disco_q_, &data_q_}) {
     while (!q->empty()) inflight_.push_back(q->pop_front());
   }
+  wake_queue_waiters_locked();  // the queues have room again
   if (!control_.empty() && !control_inflight_) {
     control_inflight_ = std::make_unique<std::array<Control, kMaxControlPerBatch>>();
   }
@@ -225,6 +246,7 @@ bool ClientConn::begin_batch() {
   }
   if (bufs_.empty()) return false;
   writing_ = true;
+  batch_started_ = std::chrono::steady_clock::now();
   return true;
 }
 
@@ -273,6 +295,7 @@ void ClientConn::shut_queues() {
   keep_alive_pending_ = false;
   health_pending_ = false;
   received_from_.clear();
+  wake_queue_waiters_locked();  // their packets now go nowhere: no reason to wait
 }
 
 void ClientConn::note_closed_preferred() {
@@ -330,10 +353,11 @@ Result<size_t> ClientConn::process_frames(Chunk* chunk, uint8_t* data, size_t le
       continue;
     }
     if (avail < h.length) break;  // kept frames are ≤ 64 KiB + 69: the chunk will hold it
-    head_paid_ = false;
     if (auto ok = handle_frame(chunk, h.type, data + off + kFrameHeaderLen, h.length); !ok) {
       return std::move(ok).error();
     }
+    if (queue_blocked_) break;  // the frame stays (paid for) at the read position
+    head_paid_ = false;
     off += kFrameHeaderLen + h.length;
   }
   return off;
@@ -365,12 +389,25 @@ Result<void> ClientConn::handle_frame(Chunk* chunk, uint8_t type, uint8_t* paylo
       const uint8_t* pkt = payload + kKeyLen;
       const uint32_t n = len - static_cast<uint32_t>(kKeyLen);
       const bool disco = looks_like_disco({pkt, n});
-      stats_.add(Counter::kPacketsReceived);
-      stats_.add(Counter::kBytesReceived, n);
-      stats_.add(disco ? Counter::kPacketsReceivedDisco : Counter::kPacketsReceivedOther);
-      if (!relay_.route(presence_.key, dst, chunk, pkt, n, disco, false) && disco) {
-        maybe_send_not_here(dst);
+      // Counted before routing (whoever sees the packet arrive sees it counted), once even when
+      // the frame waits for a full queue and is routed again.
+      if (!frame_counted_) {
+        stats_.add(Counter::kPacketsReceived);
+        stats_.add(Counter::kBytesReceived, n);
+        stats_.add(disco ? Counter::kPacketsReceivedDisco : Counter::kPacketsReceivedOther);
       }
+      ClientConn* waiter =
+          (opts_.queue_wait.count() > 0 && !force_enqueue_ && !mesh_) ? this : nullptr;
+      const Relay::Routed r = relay_.route(presence_.key, dst, chunk, pkt, n, disco, false, waiter);
+      if (r == Relay::Routed::kWait) {
+        queue_blocked_ = true;
+        frame_counted_ = true;
+        stats_.add(Counter::kQueueWaits);
+        return {};
+      }
+      frame_counted_ = false;
+      force_enqueue_ = false;
+      if (r == Relay::Routed::kUnknown && disco) maybe_send_not_here(dst);
       return {};
     }
     case FrameType::kForwardPacket: {
@@ -383,7 +420,7 @@ Result<void> ClientConn::handle_frame(Chunk* chunk, uint8_t type, uint8_t* paylo
       stats_.add(Counter::kPacketsReceived);
       stats_.add(Counter::kBytesReceived, n);
       stats_.add(disco ? Counter::kPacketsReceivedDisco : Counter::kPacketsReceivedOther);
-      if (!relay_.route(src, dst, chunk, pkt, n, disco, true) && disco) {
+      if (relay_.route(src, dst, chunk, pkt, n, disco, true) == Relay::Routed::kUnknown && disco) {
         maybe_send_not_here(dst);
       }
       return {};

@@ -95,10 +95,21 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   // ---- Called from any thread.
 
-  // Queues a RecvPacket from `src` (§4.3 drop policy). Returns true when this is the first
-  // packet from `src` since its last PeerGone here (the relay then remembers the pair).
-  bool enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8_t* data, uint32_t len,
-                      bool disco);
+  // What enqueue_packet did.
+  enum class Enqueued : uint8_t {
+    kQueued,  // queued (perhaps by dropping the oldest)
+    kFirst,   // queued, and the first packet from `src` since its last PeerGone here (the relay
+              // then remembers the pair)
+    kWait,    // nothing queued: the data queue is full but draining; `waiter` is woken
+              // (wake_from_queue_wait) when it has room (ServerOptions::queue_wait)
+  };
+  // Queues a RecvPacket from `src` (§4.3 drop policy). `waiter`: the sending connection when
+  // it may be paused instead of dropping (back-pressure); nullptr = drop the oldest when full.
+  Enqueued enqueue_packet(const NodePublic& src, Chunk* chunk, const uint8_t* data, uint32_t len,
+                          bool disco, ClientConn* waiter = nullptr);
+  // A destination this connection waits for has room again: retry the frame it stopped at,
+  // on this connection's own loop.
+  virtual void wake_from_queue_wait() = 0;
   // PeerGone(Disconnected) for a key this connection was handed packets from.
   void enqueue_peer_gone_sent_from(const NodePublic& peer);
   // PeerGone / PeerPresent for a watcher.
@@ -159,6 +170,17 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   const std::vector<boost::asio::const_buffer>& batch_buffers() const { return bufs_; }
 
+  // After process_frames() stopped at a packet whose destination queue was full and draining:
+  // true once (the reader parks until wake_from_queue_wait() or queue_wait passes).
+  bool take_queue_blocked() {
+    const bool b = queue_blocked_;
+    queue_blocked_ = false;
+    return b;
+  }
+  // queue_wait passed without room: the frame the reader stopped at is queued anyway, dropping
+  // the destination's oldest packet.
+  void force_next_enqueue() { force_enqueue_ = true; }
+
   // Receive token bucket: after process_frames() stopped early for want of tokens, how long to
   // wait before calling it again (zero when it did not). Resets on read.
   std::chrono::nanoseconds take_throttle() {
@@ -186,6 +208,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // `owed_from`) no packet from that key was delivered here. True when queued.
   bool queue_control(const Control& c, const NodePublic* owed_from);
   void schedule_locked(bool* need_post);
+  void wake_queue_waiters_locked();
   Result<void> handle_frame(Chunk* chunk, uint8_t type, uint8_t* payload, uint32_t len);
   void handle_ping(const uint8_t* payload);
   void handle_note_preferred(bool preferred);
@@ -205,6 +228,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool head_paid_ = false;  // the frame at the read position is already charged
   std::chrono::nanoseconds throttle_{};
   bool preferred_ = false;
+  // Back-pressure (own loop): the frame at the read position waits for a full queue; it was
+  // already counted as received; the next try must not wait again.
+  bool queue_blocked_ = false;
+  bool frame_counted_ = false;
+  bool force_enqueue_ = false;
   double not_here_tokens_ = 3;
   std::chrono::steady_clock::time_point not_here_refill_ = std::chrono::steady_clock::now();
 
@@ -224,6 +252,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::vector<uint8_t> health_inflight_;
   std::vector<uint8_t> preamble_;
   std::unordered_set<NodePublic> received_from_;
+  // Senders paused on this connection's full data queue, woken when a batch takes it.
+  std::vector<std::weak_ptr<ClientConn>> queue_waiters_;
+  std::chrono::steady_clock::time_point batch_started_{};  // of the write in progress
 
   // The batch being written (own loop only). Sized when first needed — the packet buffers on
   // the first batch with packets, the control slots on the first with control frames — and

@@ -149,6 +149,15 @@ class Connection final : public ClientConn {
                [self = self_ptr(), why = std::move(why), code] { self->close_with(code, why); });
   }
 
+  void wake_from_queue_wait() override {
+    asio::post(stream_.get_executor(), [self = self_ptr()] {
+      if (self->closed_ || self->ws_closing_ || !self->queue_parked_) return;
+      self->queue_parked_ = false;
+      self->rate_timer_.cancel();
+      if (self->consume()) self->read_loop();
+    });
+  }
+
   void resume_reads_async() override {
     asio::post(stream_.get_executor(), [self = self_ptr()] {
       self->stall_reads.store(false, std::memory_order_relaxed);
@@ -620,6 +629,20 @@ class Connection final : public ClientConn {
     }
     rbegin_ += *r;
     if (closed_) return false;
+    if (take_queue_blocked()) {
+      // A destination's queue is full and draining: read nothing more from this sender until
+      // it has room (wake_from_queue_wait) or queue_wait has passed (then drop its oldest).
+      queue_parked_ = true;
+      const uint64_t gen = ++queue_park_gen_;
+      rate_timer_.expires_after(opts_.queue_wait);
+      rate_timer_.async_wait([self = self_ptr(), gen](boost::system::error_code ec) {
+        if (ec || self->closed_ || !self->queue_parked_ || self->queue_park_gen_ != gen) return;
+        self->queue_parked_ = false;
+        self->force_next_enqueue();
+        if (self->consume()) self->read_loop();
+      });
+      return false;
+    }
     if (const auto wait = take_throttle(); wait.count() > 0) {
       // Out of receive tokens: read nothing more until they are back (TCP back-pressure).
       rate_timer_.expires_after(wait);
@@ -737,7 +760,7 @@ class Connection final : public ClientConn {
   asio::steady_timer hs_timer_;
   asio::steady_timer write_timer_;
   asio::steady_timer ka_timer_;
-  asio::steady_timer rate_timer_;  // receive token bucket wait
+  asio::steady_timer rate_timer_;  // receive token bucket wait, or a full queue's (queue_wait)
 
   // HTTP and handshake state; released once the DERP stream starts.
   beast::flat_buffer hbuf_;
@@ -750,6 +773,8 @@ class Connection final : public ClientConn {
   bool ws_open_ = false;     // the WebSocket upgrade was accepted: closes send a close frame
   bool ws_closing_ = false;  // our close frame is on its way; no more DERP reads or writes
   bool read_parked_ = false;  // the reader stopped for a stall= fault
+  bool queue_parked_ = false;  // the reader waits for a full destination queue (queue_wait)
+  uint64_t queue_park_gen_ = 0;
 
   // Reader (own loop).
   Chunk* rchunk_ = nullptr;

@@ -99,12 +99,13 @@ void Relay::notify_receivers_gone(const NodePublic& key) {
   }
 }
 
-bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
-                  uint32_t len, bool disco, bool forwarded) {
+Relay::Routed Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk,
+                           const uint8_t* data, uint32_t len, bool disco, bool forwarded,
+                           ClientConn* waiter) {
   std::shared_ptr<ClientConn> first_time;
   if (faults_.any() && faults_.should_drop()) {
     stats_.drop(DropReason::kFaultInjected, disco, len);
-    return true;
+    return Routed::kDone;
   }
   {
     std::shared_lock lock(mu_);
@@ -128,25 +129,31 @@ bool Relay::route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, co
           }
           stats_.add(Counter::kPacketsForwardedOut);
           f->forward(src, dst, chunk, data, len, disco);
-          return true;
+          return Routed::kDone;
         }
       }
       lock.unlock();
       stats_.drop(forwarded ? DropReason::kUnknownDestOnFwd : DropReason::kUnknownDest, disco, len);
-      return false;
+      return Routed::kUnknown;
     }
     const ClientSet& set = it->second;
     if (set.active == nullptr) {
       lock.unlock();
       stats_.drop(DropReason::kDupClient, disco, len);
-      return true;
+      return Routed::kDone;
     }
-    if (set.active->enqueue_packet(src, chunk, data, len, disco)) {
-      first_time = set.active->shared_from_this();
+    switch (set.active->enqueue_packet(src, chunk, data, len, disco, waiter)) {
+      case ClientConn::Enqueued::kWait:
+        return Routed::kWait;
+      case ClientConn::Enqueued::kFirst:
+        first_time = set.active->shared_from_this();
+        break;
+      case ClientConn::Enqueued::kQueued:
+        break;
     }
   }
   if (first_time) remember_sent_from(src, first_time);
-  return true;
+  return Routed::kDone;
 }
 
 void Relay::remember_sent_from(const NodePublic& src, const std::shared_ptr<ClientConn>& dst) {

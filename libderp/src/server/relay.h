@@ -47,9 +47,12 @@ class Relay {
 
   // Routes one packet from `from` (whose read chunk holds the payload). `src` is the RecvPacket
   // source: from's key, or the ForwardPacket's source when `forwarded`.
-  // Returns false when the destination is unknown (the caller decides about NotHere).
-  bool route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
-             uint32_t len, bool disco, bool forwarded);
+  // kUnknown when the destination is unknown (the caller decides about NotHere); kWait when
+  // nothing was done because the destination's queue is full and draining and `waiter` (the
+  // sending connection, or nullptr when it must not wait) is to retry when woken.
+  enum class Routed : uint8_t { kDone, kUnknown, kWait };
+  Routed route(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
+               uint32_t len, bool disco, bool forwarded, ClientConn* waiter = nullptr);
 
   // Any frame from a duplicate connection makes it the active one (last writer is active).
   void note_dup_activity(ClientConn* c);

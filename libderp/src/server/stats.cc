@@ -67,6 +67,7 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "stun_addrfamily_ipv4",
       "stun_addrfamily_ipv6",
       "rate_limit_per_client_waited",
+      "send_queue_waits",
       "tls_listener_rejected_connections",
       "clients_refused_reason_allow_keys",
       "clients_refused_reason_verify_client_url",

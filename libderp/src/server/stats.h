@@ -47,6 +47,7 @@ enum class Counter : int {
   kStunAddrFamilyIpv6,
   // Limits and admission (PROTOCOL.md §4.11).
   kRateLimitWaited,          // derper's rate_limit_per_client_waited
+  kQueueWaits,  // ours: a sender paused for a full destination queue (ServerOptions::queue_wait)
   kAcceptRejected,           // over the accept limit (derper's tls_listener set)
   kRefusedAllowKeys,         // not in the allow-keys file
   kRefusedVerifyUrl,         // refused by (or, fail-closed, for want of) the admission URL

@@ -348,7 +348,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     for (auto& t : threads) t.join();
     fwd.reset();
     // The pinger lives in `sh`, which outlives the loops' io_contexts: release its socket (a
-    // WebSocket stream also owns a timer) while loop 0's context still exists.
+    // WebSocket stream also owns a timer) while the ping loop's context still exists.
     sh.ping_conn.reset();
   };
 

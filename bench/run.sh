@@ -113,6 +113,11 @@ for pairs in 1 10; do
   done
 done
 
+# The same overload with derper's queue policy (drop the oldest at once, no back-pressure):
+# what --queue-wait changes.
+start_serve --queue-wait 0
+run "open max, queue-wait 0" "$url" --pairs 10 --size 1200 --rate max "${load_args[@]}"
+
 # Memory per idle connection, on a fresh relay (no buffers left from the load runs).
 start_serve
 run "plain idle" "$url" --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s

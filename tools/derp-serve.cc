@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
   double accept_limit = 0;
   int64_t accept_burst = 0;
   int64_t max_header_bytes = 8192;
+  int64_t tcp_rcvbuf = 0;
   int64_t rate = 0, rate_burst = 0;
   std::string bootstrap_names;
   std::vector<std::string> faults;
@@ -165,6 +166,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-header-bytes", max_header_bytes, "Largest HTTP request head accepted")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 20))
       ->capture_default_str();
+  app.add_option("--tcp-rcvbuf", tcp_rcvbuf,
+                 "SO_RCVBUF of accepted sockets in bytes (0 = kernel autotuning); bounds how much "
+                 "an overloaded relay's senders can queue (latency) at a cost in long-RTT "
+                 "throughput")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
   non_negative("--client-rate-bytes-per-sec", rate,
                "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)");
   non_negative("--client-rate-burst-bytes", rate_burst,
@@ -228,6 +235,7 @@ int main(int argc, char** argv) {
   opts.accept_rate = accept_limit;
   opts.accept_burst = accept_burst;
   opts.max_header_bytes = static_cast<size_t>(max_header_bytes);
+  opts.tcp_receive_buffer = static_cast<size_t>(tcp_rcvbuf);
   opts.client_rate_bytes_per_second = rate;
   opts.client_rate_burst_bytes = rate_burst;
   opts.bootstrap_dns_names = split_commas(bootstrap_names);

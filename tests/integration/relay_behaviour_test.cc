@@ -339,6 +339,9 @@ TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
   auto bad = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--queue-wait", "soon"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("--queue-wait"), std::string::npos) << bad.err;
+  auto huge = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--tcp-rcvbuf", "4294967296"});
+  EXPECT_EQ(huge.exit_code, 2) << huge.err;
+  EXPECT_NE(huge.err.find("--tcp-rcvbuf"), std::string::npos) << huge.err;
 
   const uint16_t port =
       start({"-a", "127.0.0.1:0", "-stun=false", "--threads", "1", "--queue-wait", "0"});

@@ -106,5 +106,17 @@ TEST(RelaySocketOptions, ZeroLeavesKeepaliveAndUserTimeoutOff) {
   EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
 }
 
+TEST(RelaySocketOptions, ReceiveBufferIsSetWhenAsked) {
+  ServerOptions o;
+  o.tcp_receive_buffer = 96 * 1024;
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  auto raw = sockopt_connect(*relay);
+  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  ASSERT_TRUE(fd.has_value());
+  // Linux reports twice the value set (its bookkeeping share, socket(7)).
+  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_RCVBUF), 2 * 96 * 1024);
+}
+
 }  // namespace
 }  // namespace derp::test

@@ -69,6 +69,12 @@ struct ServerOptions {
   // 0 = leave the system default.
   std::chrono::milliseconds tcp_keepalive{600000};
   std::chrono::milliseconds tcp_user_timeout{15000};
+  // SO_RCVBUF on accepted sockets, bytes (the kernel doubles it for its bookkeeping); 0 = the
+  // kernel's autotuning (up to net.ipv4.tcp_rmem's maximum, often 6-32 MB). With queue_wait's
+  // back-pressure a sender's backlog waits in this buffer: a bound here bounds the latency of
+  // an overloaded relay, at the cost of per-connection throughput on long-RTT paths
+  // (buffer / RTT). derper leaves it to the kernel.
+  size_t tcp_receive_buffer = 0;
   size_t max_header_bytes = 8192;  // HTTP request head limit (431-style 400 beyond)
 
   // ---- Admission (PROTOCOL.md §4.11). Mesh peers skip it.

@@ -73,6 +73,10 @@ void apply_tcp_options(tcp::socket& socket, const ServerOptions& o) {
     const unsigned ms = static_cast<unsigned>(o.tcp_user_timeout.count());
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
   }
+  if (o.tcp_receive_buffer > 0) {
+    const int bytes = static_cast<int>(std::min<size_t>(o.tcp_receive_buffer, 1u << 30));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <boost/asio/buffer.hpp>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -243,7 +242,30 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool flush_posted_ = false;
   PacketRing disco_q_;
   PacketRing data_q_;
-  std::deque<Control> control_;
+  // Control frames waiting for the writer, FIFO. A vector read from `head`, not a std::deque:
+  // libstdc++'s deque allocates ~600 bytes when constructed, and most connections never
+  // queue a control frame (issue 8: memory per idle connection).
+  struct ControlQueue {
+    std::vector<Control> items;
+    size_t head = 0;
+    bool empty() const { return head == items.size(); }
+    void push_back(const Control& c) { items.push_back(c); }
+    const Control& front() const { return items[head]; }
+    void pop_front() {
+      if (++head == items.size()) {
+        clear();
+      } else if (head >= 64 && 2 * head >= items.size()) {
+        // A long backlog (a watcher of a big relay): drop the consumed prefix now and then.
+        items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(head));
+        head = 0;
+      }
+    }
+    void clear() {
+      items.clear();  // keeps the capacity: a connection that queued control frames will again
+      head = 0;
+    }
+  };
+  ControlQueue control_;
   bool pong_pending_ = false;
   PingData pong_data_{};
   bool keep_alive_pending_ = false;

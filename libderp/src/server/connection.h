@@ -257,12 +257,12 @@ class Connection final : public ClientConn {
 
   // ---- HTTP front.
   void read_request() {
-    parser_.emplace();
-    parser_->header_limit(static_cast<uint32_t>(opts_.max_header_bytes));
-    parser_->body_limit(16 * 1024);
+    hs_->parser.emplace();
+    hs_->parser->header_limit(static_cast<uint32_t>(opts_.max_header_bytes));
+    hs_->parser->body_limit(16 * 1024);
     arm_handshake_deadline();
     beast::http::async_read_header(
-        stream_, hbuf_, *parser_,
+        stream_, hs_->hbuf, *hs_->parser,
         [self = self_ptr()](boost::system::error_code ec, size_t) { self->on_head(ec); });
   }
 
@@ -275,11 +275,11 @@ class Connection final : public ClientConn {
         return;
       }
       log(fmt::format("{}: malformed HTTP request: {}", remote_, ec.message()));
-      res_ = bad_request_response(ec.message());
+      hs_->res = bad_request_response(ec.message());
       write_response_then_close();
       return;
     }
-    const Request& req = parser_->get();
+    const Request& req = hs_->parser->get();
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
     Upgrade up = target == "/derp" ? classify_upgrade(req) : Upgrade::kNone;
@@ -289,7 +289,7 @@ class Connection final : public ClientConn {
     }
     if (up == Upgrade::kWebSocketDerp && !port80_) {
       if constexpr (!kWs) {
-        if (hbuf_.size() > 0) {
+        if (hs_->hbuf.size() > 0) {
           // RFC 6455: the client waits for the 101 before sending frames.
           return refuse("data sent before the WebSocket handshake completed");
         }
@@ -297,23 +297,23 @@ class Connection final : public ClientConn {
         closed_ = true;  // the stream moves to the WebSocket connection
         start_websocket_connection<Stream>(std::move(stream_), held_,
                                            {relay_, stats_, pool_, opts_, server_public_},
-                                           parser_->release(), remote_, presence_scratch_);
+                                           hs_->parser->release(), remote_, presence_scratch_);
       }
       return;
     }
     if (port80_) {
-      if (!parser_->is_done()) {
-        res_ = bad_request_response("request body on the plain-HTTP port");
+      if (!hs_->parser->is_done()) {
+        hs_->res = bad_request_response("request body on the plain-HTTP port");
         return write_response_then_close();
       }
       return respond();
     }
-    if (!parser_->is_done()) {
-      beast::http::async_read(stream_, hbuf_, *parser_,
+    if (!hs_->parser->is_done()) {
+      beast::http::async_read(stream_, hs_->hbuf, *hs_->parser,
                               [self = self_ptr()](boost::system::error_code ec, size_t) {
                                 if (self->closed_) return;
                                 if (ec) {
-                                  self->res_ = bad_request_response(ec.message());
+                                  self->hs_->res = bad_request_response(ec.message());
                                   self->write_response_then_close();
                                   return;
                                 }
@@ -329,12 +329,12 @@ class Connection final : public ClientConn {
     ctx.debug_allowed = is_loopback(presence_scratch_.ip16);
     ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
     ctx.hooks = &relay_.route_hooks();
-    res_ =
-        port80_ ? route_port80(parser_->get(), ctx, https_host_) : route_http(parser_->get(), ctx);
-    beast::http::async_write(stream_, res_,
+    hs_->res =
+        port80_ ? route_port80(hs_->parser->get(), ctx, https_host_) : route_http(hs_->parser->get(), ctx);
+    beast::http::async_write(stream_, hs_->res,
                              [self = self_ptr()](boost::system::error_code ec, size_t) {
                                if (self->closed_) return;
-                               if (ec || !self->res_.keep_alive()) {
+                               if (ec || !self->hs_->res.keep_alive()) {
                                  self->close("");
                                  return;
                                }
@@ -343,25 +343,25 @@ class Connection final : public ClientConn {
   }
 
   void write_response_then_close() {
-    res_.keep_alive(false);
+    hs_->res.keep_alive(false);
     beast::http::async_write(
-        stream_, res_, [self = self_ptr()](boost::system::error_code, size_t) { self->close(""); });
+        stream_, hs_->res, [self = self_ptr()](boost::system::error_code, size_t) { self->close(""); });
   }
 
   // ---- DERP handshake (PROTOCOL.md §3, §6.2).
   void start_derp(bool fast_start, bool not_ideal) {
     not_ideal_ = not_ideal;
-    parser_.reset();
-    out_ = fast_start ? std::string() : switching_protocols_head(server_public_);
+    hs_->parser.reset();
+    hs_->out = fast_start ? std::string() : switching_protocols_head(server_public_);
     std::array<uint8_t, kFrameHeaderLen + 40> key_frame{};
     const size_t n = encode_server_key(key_frame, server_public_);
-    out_.append(reinterpret_cast<const char*>(key_frame.data()), n);
+    hs_->out.append(reinterpret_cast<const char*>(key_frame.data()), n);
     arm_handshake_deadline();
     // The 101 head and the ServerKey frame go out in one write, as derper does.
-    write_all(asio::buffer(out_), [self = self_ptr()](boost::system::error_code ec, size_t) {
+    write_all(asio::buffer(hs_->out), [self = self_ptr()](boost::system::error_code ec, size_t) {
       if (self->closed_) return;
       if (ec) return self->close("writing ServerKey: " + ec.message());
-      std::string().swap(self->out_);
+      std::string().swap(self->hs_->out);
       self->arm_handshake_deadline();
       self->read_client_info();
     });
@@ -369,8 +369,8 @@ class Connection final : public ClientConn {
 
   void read_client_info() {
     size_t need = kFrameHeaderLen;
-    if (hbuf_.size() >= kFrameHeaderLen) {
-      const auto* p = static_cast<const uint8_t*>(hbuf_.data().data());
+    if (hs_->hbuf.size() >= kFrameHeaderLen) {
+      const auto* p = static_cast<const uint8_t*>(hs_->hbuf.data().data());
       const FrameHeader h = read_frame_header(p);
       if (h.type != static_cast<uint8_t>(FrameType::kClientInfo)) {
         return refuse(fmt::format("first frame is {}, not ClientInfo", frame_type_name(h.type)));
@@ -380,17 +380,17 @@ class Connection final : public ClientConn {
         return refuse(ok.error().message);
       }
       need = kFrameHeaderLen + h.length;
-      if (hbuf_.size() >= need) return on_client_info(h.length);
+      if (hs_->hbuf.size() >= need) return on_client_info(h.length);
     }
     stream_.async_read_some(
-        hbuf_.prepare(need - hbuf_.size()),
+        hs_->hbuf.prepare(need - hs_->hbuf.size()),
         [self = self_ptr()](boost::system::error_code ec, size_t n) {
           if (self->closed_) return;
           if (ec) {
             return self->refuse("connection ended before ClientInfo (" + ec.message() + ")");
           }
           if (!self->ws_binary_ok()) return;
-          self->hbuf_.commit(n);
+          self->hs_->hbuf.commit(n);
           self->read_client_info();
         });
   }
@@ -401,10 +401,10 @@ class Connection final : public ClientConn {
   }
 
   void on_client_info(uint32_t len) {
-    const auto* p = static_cast<const uint8_t*>(hbuf_.data().data()) + kFrameHeaderLen;
+    const auto* p = static_cast<const uint8_t*>(hs_->hbuf.data().data()) + kFrameHeaderLen;
     auto opened = open_client_info(opts_.private_key, {p, len});
     if (!opened) return refuse("bad ClientInfo: " + opened.error().message);
-    hbuf_.consume(kFrameHeaderLen + len);
+    hs_->hbuf.consume(kFrameHeaderLen + len);
 
     const bool mesh = !opts_.mesh_key.is_zero() && opened->info.mesh_key.equals(opts_.mesh_key);
     if (!mesh && !admit(*opened)) return;
@@ -471,14 +471,13 @@ class Connection final : public ClientConn {
     arm_keep_alive();
 
     // Frames that came with (or right after) ClientInfo are the start of the DERP stream.
-    if (hbuf_.size() > 0) {
+    if (hs_->hbuf.size() > 0) {
       rchunk_ = pool_.acquire();
-      std::memcpy(rchunk_->data(), hbuf_.data().data(), hbuf_.size());
+      std::memcpy(rchunk_->data(), hs_->hbuf.data().data(), hs_->hbuf.size());
       rbegin_ = 0;
-      rend_ = hbuf_.size();
+      rend_ = hs_->hbuf.size();
     }
-    hbuf_.clear();
-    hbuf_.shrink_to_fit();
+    hs_.reset();
     if (rend_ > rbegin_ && !consume()) return;
     read_loop();
   }
@@ -762,11 +761,15 @@ class Connection final : public ClientConn {
   asio::steady_timer ka_timer_;
   asio::steady_timer rate_timer_;  // receive token bucket wait, or a full queue's (queue_wait)
 
-  // HTTP and handshake state; released once the DERP stream starts.
-  beast::flat_buffer hbuf_;
-  std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
-  Response res_;
-  std::string out_;
+  // HTTP and handshake state, ~500 bytes: on the heap from accept until the DERP stream starts,
+  // then released, so an established connection does not carry it (issue 8: idle memory).
+  struct HandshakeState {
+    beast::flat_buffer hbuf;
+    std::optional<beast::http::request_parser<beast::http::string_body>> parser;
+    Response res;
+    std::string out;
+  };
+  std::unique_ptr<HandshakeState> hs_ = std::make_unique<HandshakeState>();
   Presence presence_scratch_;
   bool not_ideal_ = false;
   bool handshake_done_ = false;

@@ -11,6 +11,7 @@
 #               one per core)
 #   IDLE_CONNS  idle connections (default 10000); STORM_CONNS (default 5000)
 #   JSON_OUT    also keep every run's JSON line in this file
+#   WS          1: also the WebSocket rows (derp-bench --websocket; default 0: off)
 # TLS rows run when derp-serve has --certmode (a self-signed certificate for 127.0.0.1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,7 @@ bench_threads=${BENCH_THREADS:-1}
 serve_threads=${SERVE_THREADS:-0}
 idle_conns=${IDLE_CONNS:-10000}
 storm_conns=${STORM_CONNS:-5000}
+ws=${WS:-0}
 
 if [ ! -x "$build/bin/derp-serve" ] || [ ! -x "$build/bin/derp-bench" ]; then
   echo "bench/run.sh: building derp-serve and derp-bench (Release) in $build" >&2
@@ -139,6 +141,29 @@ if "$serve" --help 2>/dev/null | grep -q -- '--certmode'; then
   run "TLS open max" "$url" --insecure --pairs 10 --size 1200 --rate max "${load_args[@]}"
   start_serve "${tls[@]}"
   run "TLS idle" "$url" --insecure --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
+fi
+
+# WebSocket (WS=1): DERP in WebSocket binary messages to the relay's own WebSocket server
+# (PROTOCOL.md §6.4; derp-bench --websocket): closed loop at 1 and 10 pairs, the 10-pair
+# overload, idle connections; over TLS too when derp-serve has it.
+if [ "$ws" = 1 ]; then
+  start_serve
+  for pairs in 1 10; do
+    for size in 64 1200 16000; do
+      run "WS closed w32" "$url" --websocket --pairs "$pairs" --size "$size" --window 32 \
+        "${load_args[@]}"
+    done
+  done
+  run "WS open max" "$url" --websocket --pairs 10 --size 1200 --rate max "${load_args[@]}"
+  start_serve
+  run "WS idle" "$url" --websocket --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
+  if [ -z "$tls_note" ]; then
+    start_serve "${tls[@]}"
+    for pairs in 1 10; do
+      run "WSS closed w32" "$url" --websocket --insecure --pairs "$pairs" --size 1200 --window 32 \
+        "${load_args[@]}"
+    done
+  fi
 fi
 stop_serve
 

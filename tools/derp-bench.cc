@@ -3,6 +3,8 @@
 //   derp-bench SERVER --idle N [--server-pid PID]
 //   derp-bench SERVER --connect-storm N [--concurrency C]
 //   derp-bench --raw [--pairs N] [--size B] ...      (the machine's ceiling, no relay)
+// SERVER may instead be --derp-map FILE|URL --region ID (the region's first usable node); any
+// mode runs over --websocket and/or through --proxy URL (or HTTPS_PROXY / HTTP_PROXY).
 // The load engine is tools/bench/: pairs of in-process clients (sender → relay → receiver) on
 // Asio event loops, speaking DERP with libderp's codec. docs/CLI.md and docs/BENCHMARKS.md.
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "bench/load.h"
 #include "common/assert.h"
 #include "common/cli.h"
+#include "common/client_setup.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
@@ -96,6 +99,32 @@ void apply_asserts(nlohmann::json& j, const std::vector<Assertion>& asserts,
   }
 }
 
+// Where the run went: the URL, the transport, the proxy and the DERP map's node. In every mode's
+// JSON ("server", "tls", "transport", "proxy", "region", "node"; null when not used).
+void add_target_json(nlohmann::json& j, const Target* t) {
+  auto or_null = [](const std::string& s) {
+    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
+  };
+  j["server"] = t ? nlohmann::json(t->url) : nlohmann::json(nullptr);
+  j["tls"] = t && t->tls;
+  j["transport"] = t ? nlohmann::json(t->transport()) : nlohmann::json("raw");
+  j["proxy"] = t ? or_null(t->proxy) : nlohmann::json(nullptr);
+  j["region"] = t && t->region != 0 ? nlohmann::json(t->region) : nlohmann::json(nullptr);
+  j["node"] = t ? or_null(t->node) : nlohmann::json(nullptr);
+}
+
+// One line before a text run when the target is not simply SERVER over TCP/TLS.
+void print_target(const Target& t) {
+  if (!t.websocket && t.proxy.empty() && t.node.empty()) return;
+  std::string line = "target " + t.url + " over " + t.transport();
+  if (!t.node.empty()) {
+    line += ", node " + t.node + " of region " + std::to_string(t.region) + " at " +
+            (t.proxy.empty() ? t.endpoint.address().to_string() : t.host_port);
+  }
+  if (!t.proxy.empty()) line += ", through proxy " + t.proxy;
+  std::printf("%s\n", line.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,24 +179,26 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);  // one EXPR per --assert: SERVER may follow it
   if (auto code = cli.parse(argc, argv)) return *code;
 
-  // The shared client flags that derp-bench's own load engine does not implement yet.
-  if (cli.websocket()) {
+  const bool via_map = !cli.derp_map().empty();
+  if (raw) {
+    // The forwarder is in-process plain TCP: relay-side transports make no sense with it.
+    std::string relay_flag = !cli.server().empty() ? "SERVER"
+                             : via_map             ? "--derp-map"
+                             : cli.websocket()     ? "--websocket"
+                             : !cli.proxy().empty() ? "--proxy"
+                                                    : "";
+    if (!relay_flag.empty()) {
+      return cli.fail(Error(ErrorKind::kUsage,
+                            "--raw measures an in-process forwarder: drop " + relay_flag));
+    }
+  }
+  if (via_map && !cli.cert_name().empty()) {
     return cli.fail(Error(ErrorKind::kUsage,
-                          "--websocket is not supported yet by derp-bench's load engine"));
+                          "--cert-name does not apply to --derp-map: the node's CertName is used"));
   }
-  if (!cli.proxy().empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "--proxy is not supported by derp-bench"));
-  }
-  if (!cli.derp_map().empty()) {
-    return cli.fail(Error(ErrorKind::kUsage,
-                          "--derp-map is not supported by derp-bench: give the node's URL"));
-  }
-  if (raw && !cli.server().empty()) {
+  if (!raw && cli.server().empty() && !via_map) {
     return cli.fail(
-        Error(ErrorKind::kUsage, "--raw measures an in-process forwarder: drop SERVER"));
-  }
-  if (!raw && cli.server().empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "SERVER is required (or --raw) (see --help)"));
+        Error(ErrorKind::kUsage, "SERVER is required (or --derp-map, or --raw) (see --help)"));
   }
   if (server_pid != 0 && idle == 0) {
     return cli.fail(Error(ErrorKind::kUsage, "--server-pid needs --idle"));
@@ -214,10 +245,23 @@ int main(int argc, char** argv) {
 
   std::optional<Target> target;
   if (!raw) {
-    auto t =
-        make_target(cli.server(), cli.ca_file(), cli.insecure(), cli.cert_name(), cli.server_key());
+    TargetOptions to;
+    to.url = cli.server();
+    if (via_map) {
+      auto region = load_region(cli);
+      if (!region) return cli.fail(region.error());
+      to.region = std::move(*region);
+    }
+    to.ca_file = cli.ca_file();
+    to.insecure = cli.insecure();
+    to.cert_name = cli.cert_name();
+    to.pin = cli.server_key();
+    to.websocket = cli.websocket();
+    to.proxy = cli.proxy();
+    auto t = make_target(to);
     if (!t) return cli.fail(t.error());
     target = std::move(*t);
+    if (!cli.json()) print_target(*target);
   }
 
   // ---- --idle
@@ -241,7 +285,7 @@ int main(int argc, char** argv) {
     if (cli.json()) {
       auto j = json_ok();
       j["mode"] = "idle";
-      j["server"] = target->url;
+      add_target_json(j, &*target);
       j["connections"] = r->connections;
       j["open_seconds"] = r->open_seconds;
       j["server_rss_before_kb"] = r->server_rss_before_kb ? nlohmann::json(*r->server_rss_before_kb)
@@ -286,7 +330,7 @@ int main(int argc, char** argv) {
     if (cli.json()) {
       auto j = r->failed == 0 ? json_ok() : json_error(Error(ErrorKind::kConnect, r->first_error));
       j["mode"] = "connect_storm";
-      j["server"] = target->url;
+      add_target_json(j, &*target);
       j["connections"] = r->connections;
       j["failed"] = r->failed;
       j["seconds"] = r->seconds;
@@ -343,9 +387,8 @@ int main(int argc, char** argv) {
     auto j = delivered_any ? json_ok()
                            : json_error(Error(ErrorKind::kIo, "no packet was delivered"));
     j["mode"] = raw ? "raw" : "load";
-    j["server"] = raw ? nlohmann::json(nullptr) : nlohmann::json(target->url);
+    add_target_json(j, raw ? nullptr : &*target);
     j["server_key"] = raw ? nlohmann::json(nullptr) : nlohmann::json(r->server_key);
-    j["tls"] = !raw && target->tls;
     j["pairs"] = cfg.pairs;
     j["size"] = cfg.size;
     j["threads"] = cfg.threads;

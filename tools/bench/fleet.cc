@@ -20,6 +20,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kIdleReadBuffer = 4096;  // idle connections only ever read the handshake
+constexpr size_t kIdleWsMaskBuffer = 512;  // over WebSocket they only ever write ClientInfo
 
 // N connections dialed by a fixed number of workers per loop, each taking the next index.
 struct Fleet {
@@ -59,7 +60,8 @@ struct Fleet {
     for (;;) {
       const int i = next.fetch_add(1);
       if (i >= n) co_return;
-      auto c = std::make_unique<Conn>(io, target.tls, target.tls_context, kIdleReadBuffer);
+      auto c = std::make_unique<Conn>(io, target.tls, target.websocket, target.tls_context,
+                                      kIdleReadBuffer, kIdleWsMaskBuffer);
       const auto t0 = Clock::now();
       auto r = co_await c->dial(target, keys[static_cast<size_t>(i)]);
       const auto dt = Clock::now() - t0;
@@ -191,8 +193,10 @@ Result<StormReport> run_connect_storm(const Target& target, int n, int concurren
                               std::chrono::seconds(60) + std::chrono::milliseconds(5) * n);
   StormReport rep;
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  ErrorKind first_kind;
   {
     std::lock_guard lock(fleet.mu);
+    first_kind = fleet.first_kind;
     rep.connections = fleet.finished;
     rep.failed = fleet.failed;
     rep.first_error = fleet.first_error;
@@ -201,8 +205,8 @@ Result<StormReport> run_connect_storm(const Target& target, int n, int concurren
   fleet.stop();
   if (!done) return Error(ErrorKind::kTimeout, "--connect-storm: did not finish in time");
   if (rep.failed == rep.connections) {
-    return Error(ErrorKind::kConnect,
-                 "--connect-storm: every connection failed, first: " + rep.first_error);
+    // The layer of the first failure (a TLS or HTTP refusal is not a connect error).
+    return Error(first_kind, "--connect-storm: every connection failed, first: " + rep.first_error);
   }
   return rep;
 }

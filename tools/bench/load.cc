@@ -28,6 +28,9 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kReadBuffer = 256 * 1024;
 constexpr size_t kWriteBatchBytes = 128 * 1024;  // one write carries up to this many bytes
 constexpr size_t kHeaderBytes = 16;              // payload: seq (8) + send time (8)
+// Over WebSocket a client masks each message in a buffer of this size before writing it: a
+// batch goes out in kWriteBatchBytes / kWsMaskBuffer socket writes.
+constexpr size_t kWsMaskBuffer = 32 * 1024;
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
@@ -99,9 +102,10 @@ size_t frame_len(size_t size) { return kFrameHeaderLen + kKeyLen + size; }
 asio::awaitable<void> dial_pair(Shared& sh, Pair& p) {
   auto& io = p.loop->io;
   const bool tls = sh.target && sh.target->tls;
+  const bool ws = sh.target && sh.target->websocket;
   auto ctx = sh.target ? sh.target->tls_context : nullptr;
-  p.receiver = std::make_unique<Conn>(io, tls, ctx, kReadBuffer);
-  p.sender = std::make_unique<Conn>(io, tls, ctx, 4096);
+  p.receiver = std::make_unique<Conn>(io, tls, ws, ctx, kReadBuffer);
+  p.sender = std::make_unique<Conn>(io, tls, ws, ctx, 4096, kWsMaskBuffer);
   Result<void> r;
   if (sh.target) {
     // The receiver first, so the relay knows it before the first packet arrives.
@@ -121,7 +125,8 @@ asio::awaitable<void> dial_pair(Shared& sh, Pair& p) {
 
 asio::awaitable<void> dial_pinger(Shared& sh, asio::io_context& io) {
   const bool tls = sh.target->tls;
-  sh.ping_conn = std::make_unique<Conn>(io, tls, sh.target->tls_context, 16 * 1024);
+  sh.ping_conn =
+      std::make_unique<Conn>(io, tls, sh.target->websocket, sh.target->tls_context, 16 * 1024);
   auto r = co_await sh.ping_conn->dial(*sh.target, NodePrivate::generate());
   sh.dial_done(r ? std::nullopt : std::optional<Error>(r.error()));
 }
@@ -342,6 +347,9 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     for (auto& g : guards) g.reset();
     for (auto& t : threads) t.join();
     fwd.reset();
+    // The pinger lives in `sh`, which outlives the loops' io_contexts: release its socket (a
+    // WebSocket stream also owns a timer) while the ping loop's context still exists.
+    sh.ping_conn.reset();
   };
 
   {

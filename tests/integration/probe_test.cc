@@ -34,19 +34,23 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
+// A UDP socket bound to 127.0.0.1 on an ephemeral port; sets *port.
+int probe_bind_loopback_udp(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A UDP port with a socket bound that never answers: STUN to it gets no reply ("UDP blocked").
 class SilentUdp {
  public:
-  SilentUdp() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
+  SilentUdp() { fd_ = probe_bind_loopback_udp(&port_); }
   ~SilentUdp() { ::close(fd_); }
   uint16_t port() const { return port_; }
 
@@ -783,14 +787,7 @@ TEST_F(ProbeMesh, PairChecksFailNamingTheCrossNodePairWhenTheRelaysAreNotMeshed)
 class ScriptedStun {
  public:
   ScriptedStun() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = probe_bind_loopback_udp(&port_);
     timeval tv{0, 100000};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     thread_ = std::thread([this] { serve(); });

@@ -350,9 +350,10 @@ TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
   auto a = DerpConn::connect(port, ka, server_key_);
   auto b = DerpConn::connect(port, kb, server_key_);
   ASSERT_TRUE(a && b);
+  const NodePublic kb_pub = kb.public_key();
   std::vector<uint8_t> flood;
   for (int i = 0; i < 3000; ++i) {
-    std::vector<uint8_t> p(kb.public_key().bytes.begin(), kb.public_key().bytes.end());
+    std::vector<uint8_t> p(kb_pub.bytes.begin(), kb_pub.bytes.end());
     p.resize(32 + 1200, 0x33);
     auto f = frame_bytes(FrameType::kSendPacket, p);
     flood.insert(flood.end(), f.begin(), f.end());

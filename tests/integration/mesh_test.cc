@@ -39,26 +39,6 @@ bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
   return pred();
 }
 
-// Free loopback ports for relays that must know each other's address before they start.
-std::vector<uint16_t> free_ports(size_t n) {
-  std::vector<int> fds;
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < n; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ports.push_back(ntohs(a.sin_port));
-    fds.push_back(fd);
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
-
 MeshKey mesh_key_of(char c) {
   auto k = MeshKey::parse(std::string(64, c));
   EXPECT_TRUE(k);
@@ -169,7 +149,7 @@ class Mesh3 : public ::testing::Test {
  protected:
   void SetUp() override {
     psk_ = mesh_key_of('a');
-    if (ports_.empty()) ports_ = free_ports(3);
+    if (ports_.empty()) ports_ = free_loopback_ports(3);
     for (int i = 0; i < 3; ++i) keys_[i] = NodePrivate::generate();
     for (int i = 0; i < 3; ++i) start(i, psk_);
     ASSERT_TRUE(wait_mesh_up());
@@ -300,7 +280,7 @@ class Mesh3KeepsKeysOfDownLinks : public Mesh3 {
  protected:
   void SetUp() override {
     stale_after_ = 0ms;
-    ports_ = free_ports(3);
+    ports_ = free_loopback_ports(3);
     via_[0][1] = std::make_unique<MeshLinkCutter>(ports_[1]);
     via_[0][2] = std::make_unique<MeshLinkCutter>(ports_[2]);
     Mesh3::SetUp();
@@ -427,7 +407,7 @@ struct Recorder {
 TEST(WatchLoop, ReportsInitialListLiveChangesAndSyntheticGoneAfterReconnect) {
   const MeshKey psk = mesh_key_of('e');
   const NodePrivate relay_key = NodePrivate::generate();
-  const uint16_t port = free_ports(1)[0];
+  const uint16_t port = free_loopback_ports(1)[0];
   auto start = [&] {
     ServerOptions o;
     o.private_key = relay_key;

@@ -664,23 +664,6 @@ TEST_F(Probe, BandwidthFlagsAreRefusedWhereTheyCannotApply) {
 // behind its own TLS terminator; sendrecv and bw between clients on different nodes go through
 // mesh forwarding.
 
-std::vector<uint16_t> probe_free_ports(size_t n) {
-  std::vector<int> fds;
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < n; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ports.push_back(ntohs(a.sin_port));
-    fds.push_back(fd);
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
 
 class ProbeMesh : public ::testing::Test {
  protected:
@@ -689,7 +672,7 @@ class ProbeMesh : public ::testing::Test {
     cert_ = make_test_cert();
     MeshKey psk;
     psk.bytes.fill(0x5a);
-    const auto ports = probe_free_ports(2);
+    const auto ports = free_loopback_ports(2);
     for (int i = 0; i < 2; ++i) {
       ServerOptions o;
       o.private_key = NodePrivate::generate();

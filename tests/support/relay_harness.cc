@@ -374,4 +374,22 @@ int Child::wait(std::chrono::milliseconds t) {
   return -1;
 }
 
+std::vector<uint16_t> free_loopback_ports(size_t n) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ports.push_back(ntohs(a.sin_port));
+    fds.push_back(fd);  // held until all are chosen, so the n ports differ
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
+}
+
 }  // namespace derp::test

@@ -107,6 +107,10 @@ NodePublic frame_key(const Frame& f);
 // A zero private key in `o` gets a fresh one.
 std::unique_ptr<Server> start_relay(ServerOptions o);
 
+// `n` distinct free TCP ports on 127.0.0.1 (bound, read, released), for relays that must know
+// each other's address before they start.
+std::vector<uint16_t> free_loopback_ports(size_t n);
+
 // Collects the relay's log lines so a test can wait for one (with a deadline) instead of
 // sleeping. Must outlive the server that logs into it.
 class LogWatch {

@@ -220,13 +220,14 @@ TEST_F(BenchTransport, ProxyRefusalIsAnHttpError) {
 // its IPv4 field (its HostName does not resolve), DERPPort, and `tls` (InsecureForTests or a
 // CertName).
 std::string bench_transport_map(uint16_t port,
-                                const std::string& tls = R"("InsecureForTests":true)") {
+                                const std::string& tls = R"("InsecureForTests":true)",
+                                const std::string& host = "derp.invalid") {
   const std::string p = std::to_string(port);
   return R"({"Regions":{"900":{"RegionID":900,"RegionCode":"bench","Nodes":[)"
          R"({"Name":"900s","RegionID":900,"HostName":"stun.invalid","STUNOnly":true},)"
          R"({"Name":"900a","RegionID":900,"HostName":"down.invalid","IPv4":"127.0.0.1",)"
          R"("IPv6":"none","DERPPort":1,"InsecureForTests":true},)"
-         R"({"Name":"900b","RegionID":900,"HostName":"derp.invalid","IPv4":"127.0.0.1",)"
+         R"({"Name":"900b","RegionID":900,"HostName":")" + host + R"(","IPv4":"127.0.0.1",)"
          R"("IPv6":"none","DERPPort":)" +
          p + "," + tls + "}]}}}";
 }
@@ -241,16 +242,27 @@ TEST_F(BenchTransport, DerpMapRegionUsesTheFirstUsableNode) {
   EXPECT_EQ(j["transport"], "tls");
   EXPECT_EQ(j["server"], "https://derp.invalid:" + std::to_string(relay_->port()) + "/derp");
 
-  // Over WebSocket, the node's certificate pinned by its CertName this time.
-  const std::string pinned = write_temp_file(
-      "bench-map-pinned.json",
-      bench_transport_map(relay_->port(), R"("CertName":")" + relay_->cert_pin() + "\""));
+  // Over WebSocket, the node's certificate pinned by its CertName this time (a pinned
+  // certificate must still be valid for the HostName, §6.3: the relay's is for 127.0.0.1).
+  const std::string pin = R"("CertName":")" + relay_->cert_pin() + "\"";
+  const std::string pinned = write_temp_file("bench-map-pinned.json",
+                                             bench_transport_map(relay_->port(), pin, "127.0.0.1"));
   auto ws = bench_transport_run(
       {"--derp-map", pinned, "--region", "900", "--websocket", "--connect-storm", "5"});
   EXPECT_EQ(ws["ok"], true) << ws.dump();
   EXPECT_EQ(ws["node"], "900b");
   EXPECT_EQ(ws["transport"], "websocket+tls");
   EXPECT_EQ(ws_accepts(), 5);
+
+  // The right pin for a certificate that is not valid for the HostName: refused, as the client.
+  const std::string wrong_host =
+      write_temp_file("bench-map-pin-host.json", bench_transport_map(relay_->port(), pin));
+  auto bad = bench_transport_run({"--derp-map", wrong_host, "--region", "900", "--connect-storm", "1"},
+                                 5);
+  EXPECT_EQ(bad["error"]["layer"], "tls");
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("not valid for derp.invalid"),
+            std::string::npos)
+      << bad.dump();
 
   // The text report names the node.
   auto text = run_tool("derp-bench", {"--derp-map", map, "--region", "900", "--connect-storm",

@@ -1,8 +1,6 @@
 #include "bench/conn.h"
 
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -28,6 +26,7 @@
 #include "net/awaitable.h"
 #include "net/http_proxy.h"
 #include "net/http_upgrade_client.h"
+#include "net/tls_client.h"
 #include "net/url.h"
 
 namespace derp::bench {
@@ -58,7 +57,8 @@ std::string bracket(const std::string& host) {
 constexpr std::string_view kPinPrefix = "sha256-raw:";
 
 // TLS ≥ 1.2 with OpenSSL's release-buffers mode, verifying `verify_name` (unless insecure), or,
-// for a "sha256-raw:<hex>" pin, nothing during the handshake: check_pin() decides after it.
+// for a "sha256-raw:<hex>" pin, nothing during the handshake: net::check_certificate_pin()
+// decides after it.
 Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& ca_file,
                                                              bool insecure,
                                                              const std::string& verify_name,
@@ -95,46 +95,6 @@ Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& 
   ctx->set_verify_mode(asio::ssl::verify_peer);
   ctx->set_verify_callback(asio::ssl::host_name_verification(verify_name));
   return ctx;
-}
-
-// derper's meta certificate (CN "derpkey<hex>") rides behind the leaf; a pin ignores it.
-bool is_meta_cert(X509* cert) {
-  char cn[80] = {};
-  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
-  return std::string_view(cn).starts_with("derpkey");
-}
-
-// PROTOCOL.md §6.3's sha256-raw pin, as libderp's client checks it: exactly one certificate
-// (besides a meta certificate), whose DER hashes to the pin, within its validity period.
-std::optional<std::string> check_pin(SSL* ssl, const std::string& pin_hex) {
-  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
-  X509* leaf = nullptr;
-  int certs = 0;
-  for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
-    X509* c = sk_X509_value(chain, i);
-    if (is_meta_cert(c)) continue;
-    ++certs;
-    leaf = c;
-  }
-  if (certs != 1) {
-    return "certificate sha256 pin needs exactly one certificate, server sent " +
-           std::to_string(certs);
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (X509_digest(leaf, EVP_sha256(), md, &len) != 1) return "cannot hash the certificate";
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string got;
-  for (unsigned i = 0; i < len; ++i) {
-    got += kHex[md[i] >> 4];
-    got += kHex[md[i] & 15];
-  }
-  if (got != pin_hex) {
-    return "certificate sha256 mismatch (expected " + pin_hex + ", got " + got + ")";
-  }
-  if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) return "certificate expired";
-  if (X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) return "certificate not yet valid";
-  return std::nullopt;
 }
 
 // The proxy for this target: --proxy, else the environment (HTTPS_PROXY for https://,
@@ -232,6 +192,7 @@ Result<void> prepare_tls(Target& t, const net::DerpUrl& url, const std::string& 
                               &t.pin_hex);
   if (!ctx) return ctx.error();
   t.tls_context = std::move(*ctx);
+  t.pin_host = url.host;
   boost::system::error_code aec;
   asio::ip::make_address(url.host, aec);
   if (aec) t.sni = url.host;  // no SNI for IP literals, as Go's client
@@ -532,7 +493,9 @@ asio::awaitable<Result<void>> Conn::dial(const Target& target, const NodePrivate
     auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::client, kTuple);
     if (ec) co_return io_error(ErrorKind::kTls, "TLS handshake with " + where, ec);
     if (!target.pin_hex.empty()) {
-      if (auto why = check_pin(tls->native_handle(), target.pin_hex)) {
+      // As libderp's client: the pinned certificate must also be valid for the dialled host.
+      if (auto why = net::check_certificate_pin(tls->native_handle(), target.pin_hex,
+                                                target.pin_host)) {
         Error e(ErrorKind::kTls, "TLS handshake with " + where + ": " + *why);
         e.tls_reason = *why;
         co_return e;

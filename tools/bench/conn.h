@@ -41,6 +41,7 @@ struct Target {
   std::shared_ptr<asio::ssl::context> tls_context;  // https:// only
   std::string sni;                       // https:// SNI / verified name ("" for IP literals)
   std::string pin_hex;                   // sha256-raw: pin (lower-case hex), checked after TLS
+  std::string pin_host;                  // the URL's host: a pinned certificate must fit it too
   std::optional<NodePublic> server_key;  // --server-key pin
   std::string proxy;                     // "http://host:port" when tunnelled, else ""
   std::string connect_request;           // the CONNECT request head (with a proxy)

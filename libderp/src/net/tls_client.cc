@@ -183,8 +183,15 @@ Error handshake_error(const std::string& where, const error_code& ec, SSL* ssl) 
   return tls_error(where, why, std::move(reason), ec);
 }
 
-// The sha256-raw pin check (§6.3), after a handshake that skipped chain verification.
-std::optional<std::string> check_pin(SSL* ssl, const std::string& pin_hex,
+}  // namespace
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+std::optional<std::string> check_certificate_pin(SSL* ssl, const std::string& pin_hex,
                                      const std::string& host) {
   STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
   std::vector<X509*> certs;
@@ -210,14 +217,6 @@ std::optional<std::string> check_pin(SSL* ssl, const std::string& pin_hex,
     if (!ok) return "certificate is not valid for " + host;
   }
   return std::nullopt;
-}
-
-}  // namespace
-
-bool is_ip_literal(const std::string& host) {
-  error_code ec;
-  asio::ip::make_address(host, ec);
-  return !ec;
 }
 
 Result<std::shared_ptr<TlsClientContext>> make_tls_client_context(const TlsClientConfig& config) {
@@ -292,7 +291,7 @@ asio::awaitable<Result<TlsClientSession>> tls_client_handshake(
     co_return handshake_error(where, ec, ssl);
   }
   if (pinned) {
-    if (auto why = check_pin(ssl, ctx->pin_hex, host)) {
+    if (auto why = check_certificate_pin(ssl, ctx->pin_hex, host)) {
       stream->close();
       co_return tls_error(where, *why, *why);
     }

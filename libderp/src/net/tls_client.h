@@ -15,6 +15,8 @@
 #include "net/client_stream.h"
 #include "net/dial_deadline.h"
 
+struct ssl_st;  // OpenSSL's SSL
+
 namespace derp::net {
 
 struct TlsClientConfig {
@@ -44,6 +46,13 @@ struct TlsClientSession {
 boost::asio::awaitable<Result<TlsClientSession>> tls_client_handshake(
     std::shared_ptr<TlsClientContext> ctx, boost::asio::ip::tcp::socket socket,
     const std::string& host, const std::string& where, DialDeadline& deadline);
+
+// The sha256-raw pin check (§6.3) after a handshake that skipped chain verification: exactly
+// one certificate besides a derpkey meta certificate, whose DER hashes to `pin_hex` (lower-case),
+// within its validity period and, when `host` is not empty, valid for it (IP SAN for an IP
+// literal). nullopt = accepted, else why not. For other TLS clients of the tools (derp-bench).
+std::optional<std::string> check_certificate_pin(ssl_st* ssl, const std::string& pin_hex,
+                                                 const std::string& host);
 
 // True for "127.0.0.1", "::1" (no brackets): such hosts get no SNI and an IP SAN check.
 bool is_ip_literal(const std::string& host);

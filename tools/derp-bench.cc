@@ -192,10 +192,6 @@ int main(int argc, char** argv) {
                             "--raw measures an in-process forwarder: drop " + relay_flag));
     }
   }
-  if (via_map && !cli.cert_name().empty()) {
-    return cli.fail(Error(ErrorKind::kUsage,
-                          "--cert-name does not apply to --derp-map: the node's CertName is used"));
-  }
   if (!raw && cli.server().empty() && !via_map) {
     return cli.fail(
         Error(ErrorKind::kUsage, "SERVER is required (or --derp-map, or --raw) (see --help)"));

@@ -1,10 +1,13 @@
 // derp-watch: follow who is connected to DERP relays through the mesh watch stream, and check a
 // mesh end to end.
-//   derp-watch SERVER... (--mesh-psk-file FILE | --mesh-key HEX) [--once] [--count N]
+//   derp-watch (SERVER... | --derp-map FILE|URL --region ID)
+//              (--mesh-psk-file FILE | --mesh-key HEX) [--once] [--count N]
 //              [--timeout D] [--json] [--ca-file PEM] [--insecure]
-//              [--cert-name NAME|sha256-raw:HEX]
-//   derp-watch --check-mesh SERVER... [--mesh-psk-file FILE | --mesh-key HEX] [--timeout D]
-//              [--json] [TLS flags as above]
+//              [--cert-name NAME|sha256-raw:HEX] [--proxy URL] [--websocket]
+//   derp-watch --check-mesh (SERVER... | --derp-map M --region ID)
+//              [--mesh-psk-file FILE | --mesh-key HEX] [--timeout D] [--json] [flags as above]
+// With --derp-map, every non-STUNOnly node of the region is one relay, dialled by its own
+// IPv4/IPv6/DERPPort/CertName/InsecureForTests (--cert-name does not apply).
 // Watching: prints each relay's peer list once its initial list is complete (the Pong after
 // WatchConns, see derp/watch.h), then every add/gone with a timestamp. Reconnects with backoff
 // and says so. With several relays, also a merged view: keys connected to more than one relay.
@@ -25,10 +28,12 @@
 #include <thread>
 
 #include "common/cli.h"
+#include "common/client_setup.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
 #include "derp/client.h"
+#include "derp/derp_map.h"
 #include "derp/watch.h"
 
 namespace {
@@ -89,26 +94,83 @@ const char* gone_reason_name(PeerGoneReason r) {
   return "unknown";
 }
 
-// Shared by both modes: a client (fresh key, optional mesh key) for one relay URL.
-Result<std::unique_ptr<Client>> new_client(const std::string& url, const MeshKey& mesh,
+// One relay to watch or check: a SERVER URL, or one node of the --derp-map region (dialled by
+// the node's own rules: IPv4/IPv6 fields, DERPPort, CertName, InsecureForTests).
+struct WatchTarget {
+  std::string url;                   // the SERVER, or the node's https://HostName[:DERPPort]/derp
+  std::string node;                  // the node's Name; "" for a SERVER
+  std::optional<DERPRegion> region;  // the node alone in a copy of its region
+  // How lines name it: the URL, or the node's name (URLs of map nodes repeat the same host).
+  std::string label() const { return node.empty() ? url : node; }
+};
+
+std::vector<WatchTarget> url_targets(const std::vector<std::string>& servers) {
+  std::vector<WatchTarget> out;
+  for (const auto& url : servers) {
+    WatchTarget t;
+    t.url = url;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Every non-STUNOnly node of the --derp-map region, in map order. kUsage when there is none.
+Result<std::vector<WatchTarget>> region_targets(const ToolCli& cli) {
+  auto region = load_region(cli);
+  if (!region) return std::move(region).error();
+  std::vector<WatchTarget> out;
+  const bool plain = ToolCli::debug_use_derp_http();
+  for (const auto& node : region->nodes) {
+    if (node.stun_only) continue;
+    WatchTarget t;
+    t.url = node_url(node);
+    if (plain) t.url = "http://" + t.url.substr(std::string_view("https://").size());
+    t.node = node.name;
+    t.region = *region;
+    t.region->nodes = {node};
+    out.push_back(std::move(t));
+  }
+  if (out.empty()) {
+    return Error(ErrorKind::kUsage,
+                 fmt::format("--region {}: no non-STUNOnly nodes to watch", cli.region()));
+  }
+  return out;
+}
+
+// Shared by both modes: a client (fresh key, optional mesh key) for one relay.
+Result<std::unique_ptr<Client>> new_client(const WatchTarget& target, const MeshKey& mesh,
                                            const ToolCli& cli, std::chrono::milliseconds timeout) {
   ClientOptions co;
   co.private_key = NodePrivate::generate();
-  co.server_url = url;
+  co.server_url = target.url;
+  if (target.region) {
+    co.region = target.region;
+    co.region_plain_http = ToolCli::debug_use_derp_http();
+  }
   co.mesh_key = mesh;
   co.ca_file = cli.ca_file();
   co.insecure = cli.insecure();
   co.cert_name = cli.cert_name();
+  co.proxy = cli.proxy();
+  co.websocket = cli.websocket();
   co.connect_timeout = timeout;
   co.write_timeout = timeout;
   co.recv_queue_depth = 4096;
   return Client::create(std::move(co));
 }
 
+// The "server" (and, for a map node, "node") fields of a JSON line about one relay.
+void tag_relay(json& j, const std::string& url, const std::string& node) {
+  j["server"] = url;
+  if (!node.empty()) j["node"] = node;
+}
+
 // ---- watching
 
 struct Watched {
   std::string url;
+  std::string node;  // map node name, "" for a SERVER
+  std::string label() const { return node.empty() ? url : node; }
   std::unique_ptr<Client> client;
   std::unique_ptr<WatchLoop> loop;
   std::map<NodePublic, WatchPeer> peers;  // (mu)
@@ -131,22 +193,22 @@ void print_list(WatchState& st, Watched& w, uint64_t gen) {
     for (auto& [k, p] : w.peers) {
       json j = json_ok();
       j["event"] = "peer";
-      j["server"] = w.url;
+      tag_relay(j, w.url, w.node);
       j.update(peer_json(p));
       print_json_line(j);
     }
     json j = json_ok();
     j["event"] = "synced";
-    j["server"] = w.url;
+    tag_relay(j, w.url, w.node);
     j["server_key"] = w.client->server_public_key().to_string();
     j["generation"] = gen;
     j["peers"] = w.peers.size();
     print_json_line(j);
     return;
   }
-  std::cout << fmt::format("# {} ({}): {} peer(s)\n", w.url,
-                           w.client->server_public_key().to_string(), w.peers.size());
-  for (auto& [k, p] : w.peers) std::cout << (st.multi ? w.url + " " : "") << peer_text(p) << "\n";
+  std::cout << fmt::format("# {}{} ({}): {} peer(s)\n", w.node.empty() ? "" : "node " + w.node + " ",
+                           w.url, w.client->server_public_key().to_string(), w.peers.size());
+  for (auto& [k, p] : w.peers) std::cout << (st.multi ? w.label() + " " : "") << peer_text(p) << "\n";
   std::cout << std::flush;
 }
 
@@ -156,7 +218,7 @@ void print_merged(WatchState& st, std::vector<std::unique_ptr<Watched>>& ws) {
   std::set<NodePublic> mesh_links;
   for (auto& w : ws) {
     for (auto& [k, p] : w->peers) {
-      where[k].push_back(w->url);
+      where[k].push_back(w->label());
       if (p.flags & peer_present_flags::kIsMeshPeer) mesh_links.insert(k);
     }
   }
@@ -189,23 +251,24 @@ void print_merged(WatchState& st, std::vector<std::unique_ptr<Watched>>& ws) {
   std::cout << fmt::format("# relays disagree on {} key(s)\n", conflicts) << std::flush;
 }
 
-int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshKey& mesh,
+int run_watch(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshKey& mesh,
               bool once, int64_t count, bool timeout_given) {
   WatchState st;
   st.json = cli.json();
-  st.multi = servers.size() > 1;
+  st.multi = targets.size() > 1;
   const auto timeout = once && !timeout_given ? std::chrono::milliseconds(10000) : cli.timeout();
   const bool bounded = once || timeout_given;
   const auto deadline = Clock::now() + timeout;
 
   std::vector<std::unique_ptr<Watched>> ws;
-  for (auto& url : servers) {
+  for (auto& t : targets) {
     auto w = std::make_unique<Watched>();
-    w->url = url;
-    auto c = new_client(url, mesh, cli, bounded ? timeout : std::chrono::milliseconds(10000));
-    if (!c) return cli.fail(c.error());
+    w->url = t.url;
+    w->node = t.node;
+    auto c = new_client(t, mesh, cli, bounded ? timeout : std::chrono::milliseconds(10000));
+    if (!c) return cli.fail(t.node.empty() ? c.error() : c.error().wrap("node " + t.node));
     w->client = std::move(*c);
-    w->url = w->client->server_url();
+    if (t.node.empty()) w->url = w->client->server_url();  // canonical form
     ws.push_back(std::move(w));
   }
   auto all_synced = [&] {
@@ -228,11 +291,11 @@ int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
         json j = json_ok();
         j["event"] = "add";
         j["time"] = now_text();
-        j["server"] = w->url;
+        tag_relay(j, w->url, w->node);
         j.update(peer_json(p));
         print_json_line(j);
       } else {
-        std::cout << now_text() << " " << (st.multi ? w->url + " " : "") << "add " << peer_text(p)
+        std::cout << now_text() << " " << (st.multi ? w->label() + " " : "") << "add " << peer_text(p)
                   << std::endl;
       }
       st.cv.notify_all();
@@ -247,13 +310,13 @@ int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
         json j = json_ok();
         j["event"] = "gone";
         j["time"] = now_text();
-        j["server"] = w->url;
+        tag_relay(j, w->url, w->node);
         j["key"] = g.key.to_string();
         j["reason"] = gone_reason_name(g.reason);
         j["synthetic"] = g.synthetic;
         print_json_line(j);
       } else {
-        std::cout << now_text() << " " << (st.multi ? w->url + " " : "") << "gone "
+        std::cout << now_text() << " " << (st.multi ? w->label() + " " : "") << "gone "
                   << g.key.to_string() << " " << gone_reason_name(g.reason)
                   << (g.synthetic ? " (synthetic: not seen again after a reconnect)" : "")
                   << std::endl;
@@ -271,14 +334,14 @@ int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
           print_merged(st, ws);
         }
       } else if (!st.json) {
-        std::cout << fmt::format("{} {} resynced: {} peer(s)\n", now_text(), w->url,
+        std::cout << fmt::format("{} {} resynced: {} peer(s)\n", now_text(), w->label(),
                                  w->peers.size())
                   << std::flush;
       } else {
         json j = json_ok();
         j["event"] = "resynced";
         j["time"] = now_text();
-        j["server"] = w->url;
+        tag_relay(j, w->url, w->node);
         j["generation"] = gen;
         j["peers"] = w->peers.size();
         print_json_line(j);
@@ -295,13 +358,13 @@ int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
         st.cv.notify_all();
         return;
       }
-      cli.note(fmt::format("{}: {}; reconnecting in {}", w->url, e.message,
+      cli.note(fmt::format("{}: {}; reconnecting in {}", w->label(), e.message,
                            format_duration(retry)));
       if (st.json) {
         json j = json_ok();
         j["event"] = "reconnecting";
         j["time"] = now_text();
-        j["server"] = w->url;
+        tag_relay(j, w->url, w->node);
         j["error"] = json_error(e)["error"];
         j["retry_in_ms"] = retry.count();
         print_json_line(j);
@@ -353,6 +416,7 @@ int run_watch(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
 
 struct Relay {
   std::string url;
+  std::string node;  // map node name, "" for a SERVER
   std::unique_ptr<Client> client;
   NodePublic server_key;
   std::optional<Error> error;
@@ -364,21 +428,22 @@ struct PairResult {
   std::string error;
 };
 
-int run_check(ToolCli& cli, const std::vector<std::string>& servers, const MeshKey& mesh) {
+int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshKey& mesh) {
   const auto timeout = cli.timeout();
-  const size_t n = servers.size();
+  const size_t n = targets.size();
   std::vector<Relay> relays(n);
   for (size_t i = 0; i < n; ++i) {
-    relays[i].url = servers[i];
-    auto c = new_client(servers[i], MeshKey{}, cli, timeout);
+    relays[i].url = targets[i].url;
+    relays[i].node = targets[i].node;
+    auto c = new_client(targets[i], MeshKey{}, cli, timeout);
     if (!c) return cli.fail(c.error());
     relays[i].client = std::move(*c);
-    relays[i].url = relays[i].client->server_url();
+    if (targets[i].node.empty()) relays[i].url = relays[i].client->server_url();
   }
   for (auto& r : relays) {
     if (auto ok = r.client->connect(); !ok) {
       r.error = ok.error();
-      cli.note(r.url + ": " + ok.error().message);
+      cli.note((r.node.empty() ? r.url : "node " + r.node) + ": " + ok.error().message);
     } else {
       r.server_key = r.client->server_public_key();
     }
@@ -440,8 +505,8 @@ int run_check(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
     views_agree = true;
     for (size_t j = 0; j < n; ++j) {
       json v;
-      v["server"] = relays[j].url;
-      auto c = new_client(relays[j].url, mesh, cli, timeout);
+      tag_relay(v, relays[j].url, relays[j].node);
+      auto c = new_client(targets[j], mesh, cli, timeout);
       if (!c) return cli.fail(c.error());
       std::mutex mu;
       std::condition_variable cv;
@@ -513,7 +578,8 @@ int run_check(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
     j["event"] = "check_mesh";
     json rs = json::array();
     for (auto& r : relays) {
-      json rj{{"server", r.url}};
+      json rj;
+      tag_relay(rj, r.url, r.node);
       rj["server_key"] = r.error ? json(nullptr) : json(r.server_key.to_string());
       if (r.error) rj["error"] = json_error(*r.error)["error"];
       rs.push_back(rj);
@@ -539,7 +605,9 @@ int run_check(ToolCli& cli, const std::vector<std::string>& servers, const MeshK
   } else {
     std::cout << fmt::format("mesh check of {} relay(s):\n", n);
     for (size_t i = 0; i < n; ++i) {
-      std::cout << fmt::format("  [{}] {} {}\n", i, relays[i].url,
+      std::cout << fmt::format("  [{}] {}{} {}\n", i,
+                               relays[i].node.empty() ? "" : "node " + relays[i].node + " ",
+                               relays[i].url,
                                relays[i].error ? "UNREACHABLE: " + relays[i].error->message
                                                : relays[i].server_key.to_string());
     }
@@ -602,8 +670,6 @@ int main(int argc, char** argv) {
   bool check = false;
   int64_t count = 0;
   auto& app = cli.app();
-  app.add_option("SERVER", servers, "Relay URLs: http(s)://host[:port][/derp] (one or more)")
-      ->required();
   app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key");
   app.add_option("--mesh-key", mesh_hex, "The mesh key as 64 hex digits");
   app.add_flag("--once", once, "Print each relay's current peer list and exit");
@@ -611,7 +677,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--check-mesh", check,
                "Send between fresh clients on every ordered pair of relays; print the matrix");
-  cli.add_tls();  // every SERVER is checked with the same --ca-file / --insecure / --cert-name
+  // Every SERVER is dialled with the same --ca-file / --insecure / --cert-name, --proxy and
+  // --websocket; every node of a --derp-map region by its own CertName / InsecureForTests.
+  cli.add_servers(servers);
   cli.add_json();
   cli.add_timeout("10s",
                   "--once / --check-mesh: give up after this long (per pair with --check-mesh); "
@@ -635,18 +703,26 @@ int main(int argc, char** argv) {
   if (cli.timeout().count() <= 0) {
     return cli.fail(Error(ErrorKind::kUsage, "--timeout must be positive"));
   }
+  std::vector<WatchTarget> targets;
+  if (cli.derp_map().empty()) {
+    targets = url_targets(servers);
+  } else {
+    auto t = region_targets(cli);
+    if (!t) return cli.fail(t.error());
+    targets = std::move(*t);
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (check) {
     if (once || count > 0) {
       return cli.fail(Error(ErrorKind::kUsage, "--check-mesh takes neither --once nor --count"));
     }
-    return run_check(cli, servers, mesh);
+    return run_check(cli, targets, mesh);
   }
   if (mesh.is_zero()) {
     return cli.fail(Error(ErrorKind::kUsage,
                           "watching needs the mesh key: --mesh-psk-file FILE or --mesh-key HEX"));
   }
   if (once && count > 0) return cli.fail(Error(ErrorKind::kUsage, "--once and --count conflict"));
-  return run_watch(cli, servers, mesh, once, count, timeout_given);
+  return run_watch(cli, targets, mesh, once, count, timeout_given);
 }

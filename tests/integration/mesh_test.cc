@@ -571,24 +571,39 @@ TEST(DerpWatch, LiveEventsWithCount) {
 // derp-watch dials TLS relays with the shared flags: a private CA (--ca-file), a pin of the
 // relay's certificate (--cert-name sha256-raw:HEX), or no verification (--insecure). Without
 // them the certificate is not trusted: exit 5 (tls).
-TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
-  const MeshKey psk = mesh_key_of('7');
-  char tmpl[] = "/tmp/derp-watch-tls-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const test::TestCa ca = test::make_test_ca();
-  const test::TestCert leaf = test::make_cert_signed_by(ca, {});
-  {
+// A TLS relay (certificate for localhost from a private CA, in a temporary cert dir) with a
+// mesh key, for the derp-watch TLS tests.
+struct WatchTlsRelay {
+  explicit WatchTlsRelay(const MeshKey& psk) {
+    char tmpl[] = "/tmp/derp-watch-tls-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return;
+    dir = tmpl;
+    const test::TestCa ca = test::make_test_ca();
+    const test::TestCert leaf = test::make_cert_signed_by(ca, {});
     std::ofstream(dir + "/localhost.crt") << leaf.cert_pem;
     std::ofstream(dir + "/localhost.key") << leaf.key_pem;
+    ca_file = test::write_temp_file("watch-ca.pem", ca.cert_pem);
+    ServerOptions o;
+    o.mesh_key = psk;
+    o.cert_mode = "manual";
+    o.cert_dir = dir;
+    o.hostname = "localhost";
+    relay = start_relay(std::move(o));
   }
-  const std::string ca_file = test::write_temp_file("watch-ca.pem", ca.cert_pem);
-  ServerOptions o;
-  o.mesh_key = psk;
-  o.cert_mode = "manual";
-  o.cert_dir = dir;
-  o.hostname = "localhost";
-  auto relay = start_relay(std::move(o));
+  ~WatchTlsRelay() {
+    relay.reset();
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+  std::string dir;
+  std::string ca_file;
+  std::unique_ptr<Server> relay;
+};
+
+TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
+  const MeshKey psk = mesh_key_of('7');
+  WatchTlsRelay tls(psk);
+  auto& relay = tls.relay;
+  const std::string& ca_file = tls.ca_file;
   ASSERT_TRUE(relay);
   ASSERT_TRUE(relay->tls());
   const std::string url = "https://" + relay->local_address() + "/derp";
@@ -632,8 +647,81 @@ TEST(DerpWatch, TlsRelayNeedsCaFilePinOrInsecure) {
   EXPECT_EQ(j["pairs"].size(), 1u);
   EXPECT_EQ(j["pairs"][0]["delivered"], true);
   EXPECT_EQ(j["views_agree"], true);
-  relay.reset();
-  std::filesystem::remove_all(dir);
+}
+
+// With --derp-map, each node is verified by its own CertName (or InsecureForTests), not by the
+// shared --cert-name, which is refused.
+TEST(DerpWatch, MapNodesAreVerifiedByTheirCertName) {
+  const MeshKey psk = mesh_key_of('8');
+  WatchTlsRelay tls(psk);
+  ASSERT_TRUE(tls.relay);
+  const uint16_t port = tls.relay->port();
+  auto region_with = [&](const nlohmann::json& tls_fields, const std::string& name) {
+    // HostName: the certificate's name (a pinned certificate must still be valid for it, §6.3),
+    // dialled at the IPv4 field.
+    nlohmann::json node = {{"Name", "7t"},        {"RegionID", 7},   {"HostName", "localhost"},
+                           {"IPv4", "127.0.0.1"}, {"IPv6", "none"}, {"DERPPort", port}};
+    node.update(tls_fields);
+    nlohmann::json map = {{"Regions",
+                           {{"7", {{"RegionID", 7}, {"Nodes", nlohmann::json::array({node})}}},
+                            {"8",
+                             {{"RegionID", 8},
+                              {"Nodes", {{{"Name", "8s"}, {"RegionID", 8},
+                                          {"HostName", "stun.invalid"}, {"STUNOnly", true}}}}}}}}};
+    return write_temp_file(name, map.dump());
+  };
+  auto watch = [&](const std::string& map, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--derp-map", map,  "--region", "7", "--mesh-key",
+                                     psk.hex(),    "--once", "--json", "--timeout", "2s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_tool("derp-watch", args);
+  };
+  const std::string pinned =
+      region_with(nlohmann::json::object({{"CertName", tls.relay->cert_pin()}}), "watch-pinned.json");
+  auto r = watch(pinned);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_EQ(lines[0]["event"], "synced");
+  EXPECT_EQ(lines[0]["node"], "7t");
+  EXPECT_EQ(lines[0]["server"], "https://localhost:" + std::to_string(port) + "/derp");
+
+  r = watch(region_with(nlohmann::json::object({{"InsecureForTests", true}}), "watch-insecure.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A wrong pin, or no way to trust the certificate: the TLS layer's exit code.
+  r = watch(region_with(nlohmann::json::object({{"CertName", "sha256-raw:" + std::string(64, '0')}}),
+                        "watch-badpin.json"));
+  EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+  r = watch(region_with(nlohmann::json::object(), "watch-untrusted.json"));
+  EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+  // The hint points at the map's CertName, not at --cert-name (refused with a map).
+  EXPECT_NE(r.err.find("pin it with the node's CertName (sha256-raw:HEX) in the DERP map"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(json_lines(r.out).back()["error"]["hint"].get<std::string>().find("CertName"),
+            std::string::npos)
+      << r.out;
+  // --check-mesh dials the region's node the same way.
+  r = run_tool("derp-watch", {"--check-mesh", "--derp-map", pinned, "--region", "7", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["relays"][0]["node"], "7t");
+
+  // Usage: --cert-name with a map, a region of STUN-only nodes, a region not in the map,
+  // SERVERs and a map together.
+  for (const auto& [args, needle] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--cert-name", "localhost"}, "--cert-name does not apply to --derp-map"},
+           {{"--region", "8"}, "--region 8: no non-STUNOnly nodes"},
+           {{"--region", "9"}, "--region 9: not in the DERP map"},
+           {{"https://127.0.0.1:1/derp"}, "give either SERVER or --derp-map, not both"},
+       }) {
+    std::vector<std::string> full = {"--derp-map", pinned, "--mesh-key", psk.hex(), "--once"};
+    if (args[0] != "--region") full.insert(full.end(), {"--region", "7"});
+    full.insert(full.end(), args.begin(), args.end());
+    auto u = run_tool("derp-watch", full);
+    EXPECT_EQ(u.exit_code, 2) << needle << ": " << u.err;
+    EXPECT_NE(u.err.find(needle), std::string::npos) << u.err;
+  }
 }
 
 TEST_F(Mesh3, DerpWatchShowsEachRelayAndMergedView) {
@@ -654,6 +742,102 @@ TEST_F(Mesh3, DerpWatchShowsEachRelayAndMergedView) {
     }
   }
   EXPECT_TRUE(found) << r.out;
+}
+
+// A DERP map region of the three relays (plus a STUN-only node, which is not a relay): node
+// i at 127.0.0.1:ports_[i] under a name that does not resolve, so only the IPv4 field dials it.
+std::string mesh_region_map(const std::vector<uint16_t>& ports) {
+  nlohmann::json nodes = nlohmann::json::array();
+  nodes.push_back({{"Name", "900stun"}, {"RegionID", 900}, {"HostName", "stun.invalid"},
+                   {"STUNOnly", true}});
+  for (size_t i = 0; i < ports.size(); ++i) {
+    nodes.push_back({{"Name", "900" + std::string(1, char('a' + i))},
+                     {"RegionID", 900},
+                     {"HostName", "node" + std::to_string(i) + ".invalid"},
+                     {"IPv4", "127.0.0.1"},
+                     {"IPv6", "none"},
+                     {"DERPPort", ports[i]}});
+  }
+  nlohmann::json map = {
+      {"Regions", {{"900", {{"RegionID", 900}, {"RegionCode", "mesh"}, {"Nodes", nodes}}}}}};
+  return write_temp_file("mesh-region.json", map.dump());
+}
+
+// Go's TS_DEBUG_USE_DERP_HTTP for one test: the map's nodes over http:// (plain relays).
+struct MeshPlainRegionNodes {
+  MeshPlainRegionNodes() { ::setenv("TS_DEBUG_USE_DERP_HTTP", "1", 1); }
+  ~MeshPlainRegionNodes() { ::unsetenv("TS_DEBUG_USE_DERP_HTTP"); }
+};
+
+// derp-watch --derp-map M --region ID watches every DERP node of the region (not the STUN-only
+// one), each named by its Name, and --check-mesh checks them as a mesh.
+TEST_F(Mesh3, DerpWatchTakesEveryNodeOfAMapRegion) {
+  MeshPlainRegionNodes plain;
+  const std::string map = mesh_region_map({ports_.begin(), ports_.end()});
+  auto a = make_client(url_of(ports_[1]), NodePrivate::generate());
+  ASSERT_TRUE(a->connect());
+  auto r = run_tool("derp-watch", {"--derp-map", map, "--region", "900", "--mesh-key", psk_.hex(),
+                                   "--once", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, nlohmann::json> synced;
+  for (auto& l : json_lines(r.out)) {
+    if (l["event"] == "synced") synced[l["node"]] = l;
+  }
+  ASSERT_EQ(synced.size(), 3u) << r.out;
+  for (int i = 0; i < 3; ++i) {
+    const std::string node = "900" + std::string(1, char('a' + i));
+    ASSERT_TRUE(synced.count(node)) << node << ": " << r.out;
+    EXPECT_EQ(synced[node]["server"],
+              "http://node" + std::to_string(i) + ".invalid:" + std::to_string(ports_[i]) + "/derp");
+    EXPECT_EQ(synced[node]["server_key"], keys_[i].public_key().to_string());
+  }
+  const auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.back()["event"], "merged") << r.out;
+  bool found = false;
+  for (auto& k : lines.back()["keys"]) {
+    if (k["key"] == a->self_public_key().to_string()) {
+      found = true;
+      EXPECT_EQ(k["servers"], nlohmann::json::array({"900b"})) << k;
+    }
+  }
+  EXPECT_TRUE(found) << r.out;
+
+  // The text view names nodes too.
+  auto text = run_tool("derp-watch", {"--derp-map", map, "--region", "900", "--mesh-key",
+                                      psk_.hex(), "--once"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("# node 900c http://node2.invalid:" + std::to_string(ports_[2])),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("900b " + a->self_public_key().to_string()), std::string::npos)
+      << text.out;
+
+  auto check = run_tool("derp-watch", {"--check-mesh", "--derp-map", map, "--region", "900",
+                                       "--mesh-key", psk_.hex(), "--json"});
+  ASSERT_EQ(check.exit_code, 0) << check.out << check.err;
+  auto j = nlohmann::json::parse(check.out);
+  EXPECT_EQ(j["pairs"].size(), 9u);
+  EXPECT_EQ(j["views_agree"], true) << check.out;
+  ASSERT_EQ(j["relays"].size(), 3u);
+  EXPECT_EQ(j["relays"][0]["node"], "900a");
+  EXPECT_EQ(j["relays"][2]["server_key"], keys_[2].public_key().to_string());
+}
+
+// A stopped node of the region fails its pairs, named by node.
+TEST_F(Mesh3, DerpWatchCheckOfAMapRegionNamesTheStoppedNode) {
+  MeshPlainRegionNodes plain;
+  const std::string map = mesh_region_map({ports_.begin(), ports_.end()});
+  relays_[2].reset();
+  auto r = run_tool("derp-watch", {"--check-mesh", "--derp-map", map, "--region", "900",
+                                   "--timeout", "1s"},
+                    "", 60s);
+  ASSERT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("[2] node 900c http://node2.invalid:" + std::to_string(ports_[2]) +
+                       "/derp UNREACHABLE"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.err.find("node 900c: "), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("failing pairs: 0->2 1->2 2->0 2->1 2->2\n"), std::string::npos) << r.out;
 }
 
 TEST_F(Mesh3, CheckMeshPassesOnAHealthyMesh) {

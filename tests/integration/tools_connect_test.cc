@@ -168,6 +168,40 @@ TEST_F(ToolsConnect, DerpMapFlagsAreCheckedAsUsage) {
   auto unreadable = run_tool("derp-connect", {"--derp-map", "/nonexistent/map.json",
                                               "--region", "1"});
   EXPECT_EQ(unreadable.exit_code, 2) << unreadable.err;
+  // The node's CertName verifies it: a --cert-name next to a map would be silently unused.
+  for (const char* tool : {"derp-connect", "derp-ping", "derp-send", "derp-recv"}) {
+    std::vector<std::string> args = {"--derp-map", map, "--region", "1", "--cert-name", "x"};
+    if (std::string(tool) == "derp-send") {
+      args.insert(args.end(), {"--to", "nodekey:" + std::string(64, '1'), "--data", "hi"});
+    }
+    auto pinned = run_tool(tool, args);
+    EXPECT_EQ(pinned.exit_code, 2) << tool << ": " << pinned.err;
+    EXPECT_NE(pinned.err.find("--cert-name does not apply to --derp-map"), std::string::npos)
+        << tool << ": " << pinned.err;
+  }
+}
+
+// Go's TS_DEBUG_USE_DERP_HTTP: a map's nodes dialled over http:// at their DERPPort (a plain
+// relay); without it the same node is dialled with TLS and fails there.
+TEST_F(ToolsConnect, DebugUseDerpHttpDialsMapNodesPlain) {
+  nlohmann::json map = {
+      {"Regions",
+       {{"900",
+         {{"RegionID", 900},
+          {"Nodes",
+           {{{"Name", "900p"}, {"RegionID", 900}, {"HostName", "derp.invalid"},
+             {"IPv4", "127.0.0.1"}, {"IPv6", "none"}, {"DERPPort", port_}}}}}}}}};
+  const std::string file = write_temp_file("plain-map.json", map.dump());
+  auto tls = run_tool("derp-connect", {"--derp-map", file, "--region", "900", "--timeout", "3s"});
+  EXPECT_EQ(tls.exit_code, 5) << tls.err;
+  ::setenv("TS_DEBUG_USE_DERP_HTTP", "true", 1);
+  auto r = run_tool("derp-connect", {"--derp-map", file, "--region", "900", "--json"});
+  ::unsetenv("TS_DEBUG_USE_DERP_HTTP");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["node"], "900p");
+  EXPECT_EQ(j["transport"], "tcp");
+  EXPECT_EQ(j["server_key"], key_);
 }
 
 TEST_F(ToolsConnect, ProxyFlagTunnelsAndIsReported) {

@@ -1,5 +1,6 @@
 #include "common/cli.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -20,9 +21,24 @@ void ToolCli::add_server(bool required) {
   server_required_ = required;
   app_.add_option("SERVER", server_,
                   "DERP server URL: http(s)://host[:port][/derp] (or use --derp-map and --region)");
-  app_.add_option("--derp-map", derp_map_,
-                  "Dial a region of this DERP map (JSON file, or http(s):// URL) instead of SERVER");
-  app_.add_option("--region", region_, "With --derp-map: the RegionID to dial");
+  add_dial_flags("Dial a region of this DERP map (JSON file, or http(s):// URL) instead of SERVER",
+                 "With --derp-map: the RegionID to dial");
+}
+
+void ToolCli::add_servers(std::vector<std::string>& servers) {
+  has_server_ = true;
+  servers_ = &servers;
+  app_.add_option("SERVER", servers,
+                  "Relay URLs: http(s)://host[:port][/derp] (one or more; or use --derp-map and "
+                  "--region)");
+  add_dial_flags("Use every DERP node (non-STUNOnly) of a region of this DERP map (JSON file, or "
+                 "http(s):// URL) instead of SERVERs",
+                 "With --derp-map: the RegionID whose nodes to use");
+}
+
+void ToolCli::add_dial_flags(std::string map_help, std::string region_help) {
+  app_.add_option("--derp-map", derp_map_, std::move(map_help));
+  app_.add_option("--region", region_, std::move(region_help));
   app_.add_option("--proxy", proxy_,
                   "Connect through this HTTP proxy (http://[user:pass@]host:port, CONNECT); "
                   "default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment");
@@ -81,14 +97,18 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
   if (has_server_) {
     has_region_ = app_.count("--region") > 0;
     std::string why;
-    if (!server_.empty() && !derp_map_.empty()) {
+    const bool have_server = !server_.empty() || (servers_ && !servers_->empty());
+    if (have_server && !derp_map_.empty()) {
       why = "give either SERVER or --derp-map, not both";
-    } else if (server_.empty() && derp_map_.empty() && server_required_) {
+    } else if (!have_server && derp_map_.empty() && server_required_) {
       why = "SERVER is required (or --derp-map with --region)";
     } else if (!derp_map_.empty() && !has_region_) {
       why = "--derp-map needs --region ID";
     } else if (derp_map_.empty() && has_region_) {
       why = "--region needs --derp-map";
+    } else if (!derp_map_.empty() && !cert_name_.empty()) {
+      // The client verifies each node by the map's CertName (or InsecureForTests).
+      why = "--cert-name does not apply to --derp-map: the node's CertName is used";
     }
     if (!why.empty()) return fail(Error(ErrorKind::kUsage, why + " (see --help)"));
   }
@@ -105,6 +125,14 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
   return std::nullopt;
 }
 
+bool ToolCli::debug_use_derp_http() {
+  // Go's envknob.Bool: strconv.ParseBool's true spellings.
+  const char* v = std::getenv("TS_DEBUG_USE_DERP_HTTP");
+  if (v == nullptr) return false;
+  const std::string_view s(v);
+  return s == "1" || s == "t" || s == "T" || s == "true" || s == "TRUE" || s == "True";
+}
+
 Result<NodePrivate> ToolCli::load_key(bool* ephemeral) const {
   if (key_file_.empty()) {
     if (ephemeral) *ephemeral = true;
@@ -114,7 +142,10 @@ Result<NodePrivate> ToolCli::load_key(bool* ephemeral) const {
   return load_key_file(key_file_);
 }
 
-int ToolCli::fail(const Error& error) const {
+int ToolCli::fail(const Error& failure) const {
+  // A node of a --derp-map is verified by its CertName: the hint says so (also in --json).
+  Error error = failure;
+  if (!derp_map_.empty() && error.hint.empty()) error.hint = failure_hint(error, true);
   // Still one line: the hint, when there is one, follows the message.
   std::string hint = failure_hint(error);
   std::cerr << name_ << ": " << error.message << (hint.empty() ? "" : " (hint: " + hint + ")")

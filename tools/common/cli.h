@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "derp/key.h"
 #include "derp/result.h"
@@ -26,8 +27,10 @@ class ToolCli {
   // --derp-map FILE|URL --region ID dials a region of a DERP map (Go's NewRegionClient).
   // `required` false: the tool may run without any (derp-bench --raw); it checks that itself.
   void add_server(bool required = true);
-  // Only the TLS flags (--ca-file, --insecure, --cert-name), for tools that take their relay
-  // URLs otherwise (derp-watch's several SERVERs). add_server() already includes them.
+  // The same for a tool that takes one or more SERVERs (derp-watch) into `servers`; with
+  // --derp-map and --region instead, the tool reads the region's nodes (load_region()).
+  void add_servers(std::vector<std::string>& servers);
+  // Only the TLS flags (--ca-file, --insecure, --cert-name). add_server() already includes them.
   void add_tls();
   void add_server_key();                // --server-key nodekey:HEX (pin)
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
@@ -50,6 +53,8 @@ class ToolCli {
   int region() const { return region_; }
   const std::string& proxy() const { return proxy_; }  // "" = HTTPS_PROXY/HTTP_PROXY/NO_PROXY
   bool websocket() const { return websocket_; }
+  // Go's TS_DEBUG_USE_DERP_HTTP: region nodes over http:// (tests of a plain relay only).
+  static bool debug_use_derp_http();
 
   // The key from --key-file, or a fresh ephemeral one when the flag was not given.
   Result<NodePrivate> load_key(bool* ephemeral) const;
@@ -62,6 +67,8 @@ class ToolCli {
   void note(std::string_view line) const;
 
  private:
+  void add_dial_flags(std::string map_help, std::string region_help);
+
   std::string name_;
   CLI::App app_;
   std::string server_;
@@ -72,6 +79,7 @@ class ToolCli {
   bool insecure_ = false;
   std::string cert_name_;
   bool has_server_ = false;
+  std::vector<std::string>* servers_ = nullptr;  // add_servers()
   bool server_required_ = true;
   std::string derp_map_;
   int region_ = 0;

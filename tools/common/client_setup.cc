@@ -33,6 +33,7 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
     auto region = load_region(cli);
     if (!region) return std::move(region).error();
     o.region = std::move(*region);
+    o.region_plain_http = ToolCli::debug_use_derp_http();
   }
   o.server_key = cli.server_key();
   o.ca_file = cli.ca_file();

@@ -50,7 +50,7 @@ std::string http_hint(int status) {
   return "";
 }
 
-std::string tls_hint(const Error& e) {
+std::string tls_hint(const Error& e, bool via_derp_map) {
   const std::string& r = e.tls_reason;
   if (contains(r, "expired"))
     return "the relay's certificate has expired: renew it (or check the clock)";
@@ -58,10 +58,18 @@ std::string tls_hint(const Error& e) {
     return "the relay's certificate is not valid yet: check the clock";
   if (contains(r, "self-signed") || contains(r, "self signed") ||
       contains(r, "unable to get local issuer")) {
+    if (via_derp_map) {
+      return "the node's certificate is not from a trusted CA: pass --ca-file with its CA, or "
+             "pin it with the node's CertName (sha256-raw:HEX) in the DERP map";
+    }
     return "the certificate is not from a trusted CA: pass --ca-file with its CA, or pin it "
            "with --cert-name sha256-raw:HEX";
   }
   if (contains(r, "mismatch") || contains(r, "not valid for")) {
+    if (via_derp_map) {
+      return "the certificate is for another name: check the node's HostName and CertName in "
+             "the DERP map";
+    }
     return "the certificate is for another name: check the URL's host, or name the expected "
            "one with --cert-name";
   }
@@ -76,13 +84,13 @@ std::string tls_hint(const Error& e) {
 
 }  // namespace
 
-std::string failure_hint(const Error& error) {
+std::string failure_hint(const Error& error, bool via_derp_map) {
   if (!error.hint.empty()) return error.hint;
   switch (error.kind) {
     case ErrorKind::kHttp:
       return http_hint(error.http_status);
     case ErrorKind::kTls:
-      return tls_hint(error);
+      return tls_hint(error, via_derp_map);
     case ErrorKind::kProtocol:
       if (contains(error.message, "is not the expected") ||
           contains(error.message, "server key mismatch")) {

@@ -31,6 +31,8 @@ inline constexpr const char* kCheckLayer = "check";
 // What the user might try, shown with a failure ("" when there is nothing useful to say):
 // error.hint when the library set one, else one derived from the layer and its detail (HTTP
 // status, TLS verification reason).
-std::string failure_hint(const Error& error);
+// via_derp_map: the relay was dialled from a --derp-map node, whose CertName (not --cert-name)
+// says how to verify it.
+std::string failure_hint(const Error& error, bool via_derp_map = false);
 
 }  // namespace derp::tools

@@ -575,10 +575,11 @@ class Connection final : public ClientConn {
   bool more_buffered() {
     if constexpr (kWs) {
       if (!stream_.is_message_done()) return true;
-      if constexpr (kWsOverTls) return SSL_pending(stream_.next_layer().native_handle()) > 0;
+      if constexpr (kWsOverTls) return SSL_has_pending(stream_.next_layer().native_handle()) == 1;
       return false;
     } else if constexpr (kTls) {
-      return SSL_pending(stream_.native_handle()) > 0;
+      // Decrypted bytes, or (read-ahead) records already taken from the socket.
+      return SSL_has_pending(stream_.native_handle()) == 1;
     }
     return false;
   }

@@ -7,7 +7,7 @@
 //
 // Server side only, one event loop per stream (the connection's), as Connection<Stream> uses it:
 // async_handshake, async_read_some, async_write_some (an AsyncStream for Asio's and Beast's
-// composed operations), next_layer() for the socket, native_handle() for SSL_pending. A gathered
+// composed operations), next_layer() for the socket, native_handle() for SSL_has_pending. A gathered
 // write is coalesced into full TLS records through a per-thread staging buffer, so that many
 // small frames become one record rather than one record each.
 #pragma once
@@ -57,6 +57,10 @@ class TlsSocketStream {
     if (ssl_ != nullptr) {
       SSL_set_bio(ssl_, bio, bio);  // the SSL owns it (one reference for both directions)
       SSL_set_accept_state(ssl_);
+      // Read as much as the socket has into OpenSSL's record buffer (released again once
+      // empty), rather than a 5-byte header and then the record body: one recv for several
+      // records instead of two per record.
+      SSL_set_read_ahead(ssl_, 1);
       // A write retried after WANT_WRITE passes the same bytes (re-coalesced from the caller's
       // buffers at the same offset), possibly from another address.
       SSL_set_mode(ssl_, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -196,15 +200,28 @@ class TlsSocketStream {
         if (b.size() > 0) break;
       }
       if (b.size() == 0) return s.finish(self, waited, error_code{}, size_t{0});
-      ERR_clear_error();
-      errno = 0;
-      size_t n = 0;
-      const int r = SSL_read_ex(s.ssl_, b.data(), b.size(), &n);
-      if (r == 1) return s.finish(self, waited, error_code{}, n);
-      const Next next = s.classify(r, ec);
-      if (next == Next::kFail) return s.finish(self, waited, ec, size_t{0});
-      waited = true;
-      s.wait(next, self);
+      // One SSL_read_ex returns one record's plaintext; keep going while records are there
+      // (read-ahead pulls several from the socket per recv), so that one completion carries
+      // many frames as a plain socket's read does. A failure after some bytes is left for the
+      // next read to report: OpenSSL returns it again.
+      size_t got = 0;
+      for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        size_t n = 0;
+        const int r = SSL_read_ex(s.ssl_, static_cast<uint8_t*>(b.data()) + got, b.size() - got, &n);
+        if (r == 1) {
+          got += n;
+          if (got == b.size()) break;
+          continue;
+        }
+        if (got > 0) break;
+        const Next next = s.classify(r, ec);
+        if (next == Next::kFail) return s.finish(self, waited, ec, size_t{0});
+        waited = true;
+        return s.wait(next, self);
+      }
+      s.finish(self, waited, error_code{}, got);
     }
   };
 

@@ -122,6 +122,23 @@ TEST_F(BenchTransport, WebSocketOverTlsLoad) {
   EXPECT_EQ(ws_accepts(), 4);
 }
 
+// derp-bench's TLS client (OpenSSL on the socket, net/tls_socket_stream.h) verifies the chain
+// and the name as every tool does: the relay's self-signed certificate is refused until trusted
+// (--ca-file), and then only for the name it was made for.
+TEST_F(BenchTransport, TlsVerificationOfTheChainAndTheName) {
+  start(true);
+  auto untrusted = bench_transport_run({url_, "--connect-storm", "1"}, 5);
+  EXPECT_EQ(untrusted["error"]["layer"], "tls") << untrusted.dump();
+  const std::string ca = dir_ + "/127.0.0.1.crt";  // self-signed: its own CA
+  auto trusted = bench_transport_run({url_, "--ca-file", ca, "--connect-storm", "2"});
+  EXPECT_EQ(trusted["ok"], true) << trusted.dump();
+  auto load = bench_transport_run(bench_transport_args({url_, "--ca-file", ca}));
+  bench_transport_expect_sane(load, 2);
+  auto other_name = bench_transport_run(
+      {url_, "--ca-file", ca, "--cert-name", "other.invalid", "--connect-storm", "1"}, 5);
+  EXPECT_EQ(other_name["error"]["layer"], "tls") << other_name.dump();
+}
+
 TEST_F(BenchTransport, TlsPinMismatchIsATlsError) {
   start(true);
   auto j = bench_transport_run(

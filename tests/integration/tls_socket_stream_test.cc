@@ -1,4 +1,4 @@
-// The relay's TLS stream (server/tls_socket_stream.h) over a real loopback TCP connection, with
+// The TLS stream of the relay and derp-bench (net/tls_socket_stream.h) over a real loopback TCP connection, with
 // Asio's ssl::stream as the client: one read completion carries every record that has arrived
 // (read-ahead plus a loop over SSL_read_ex), and the end of the stream still comes through after
 // data that arrived with it.
@@ -15,14 +15,14 @@
 #include <string>
 #include <thread>
 
-#include "server/tls_socket_stream.h"
+#include "net/tls_socket_stream.h"
 #include "support/test_ca.h"
 
 namespace {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using derp::server::TlsSocketStream;
+using derp::net::TlsSocketStream;
 
 // A TLS 1.3 record of `plaintext` bytes on the wire: 5-byte header, content type, 16-byte tag.
 constexpr int kTlsStreamRecordBytes(int plaintext) { return plaintext + 5 + 1 + 16; }

@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/websocket/stream_fwd.hpp>
 #include <cstdint>
 #include <memory>
@@ -22,6 +21,7 @@
 #include "derp/frame.h"
 #include "derp/key.h"
 #include "derp/result.h"
+#include "net/tls_socket_stream.h"
 
 namespace derp::bench {
 
@@ -100,7 +100,9 @@ class Conn {
   bool is_open() const;
 
  private:
-  using TlsStream = asio::ssl::stream<tcp::socket>;
+  // OpenSSL on the socket itself, as the relay's TLS connections (net/tls_socket_stream.h):
+  // no BIO pair and no staging copies, which Asio's ssl::stream costs a load client per byte.
+  using TlsStream = net::TlsSocketStream;
   // No permessage-deflate (PROTOCOL.md: compression off): its code is not even compiled in.
   using WsStream = boost::beast::websocket::stream<tcp::socket, false>;
   using WssStream = boost::beast::websocket::stream<TlsStream, false>;

@@ -12,13 +12,13 @@
 #include <string_view>
 #include <type_traits>
 
-#include "server/tls_socket_stream.h"
+#include "net/tls_socket_stream.h"
 
 namespace derp::server {
 
 // TLS: OpenSSL on the socket itself, gathered writes coalesced into full records
-// (tls_socket_stream.h: ~68 KB less per connection than Asio's ssl::stream).
-using TlsStream = TlsSocketStream;
+// (net/tls_socket_stream.h: ~68 KB less per connection than Asio's ssl::stream).
+using TlsStream = net::TlsSocketStream;
 
 template <class S>
 struct IsWebSocketStream : std::false_type {};

@@ -1,15 +1,19 @@
-// The relay's TLS stream: OpenSSL reads and writes the TCP socket itself (a socket BIO); Asio
+// A TLS stream in which OpenSSL reads and writes the TCP socket itself (a socket BIO); Asio
 // only waits for readiness. Asio's ssl::stream (under Beast's ssl_stream) instead keeps two
 // 17 KiB staging vectors per stream and joins OpenSSL to the socket through a BIO pair with two
 // more 17 KiB buffers that are never released: ~68 KB per connection, idle or not, and two extra
 // copies of every byte. Here an idle connection holds only OpenSSL's SSL object (its record
-// buffers are released while empty: SSL_MODE_RELEASE_BUFFERS on the context, tls_certs.cc).
+// buffers are released while empty: SSL_MODE_RELEASE_BUFFERS on the context, as the relay's
+// tls_certs.cc and derp-bench set it).
 //
-// Server side only, one event loop per stream (the connection's), as Connection<Stream> uses it:
-// async_handshake, async_read_some, async_write_some (an AsyncStream for Asio's and Beast's
-// composed operations), next_layer() for the socket, native_handle() for SSL_has_pending. A gathered
-// write is coalesced into full TLS records through a per-thread staging buffer, so that many
-// small frames become one record rather than one record each.
+// The relay's TLS connections (server/connection.h) and derp-bench's TLS client use it. One
+// event loop per stream: async_handshake (client or server), async_read_some, async_write_some
+// (an AsyncStream for Asio's and Beast's composed operations), next_layer() for the socket,
+// native_handle() for SNI, verification settings and SSL_has_pending. The socket may be
+// connected after construction: the BIO is attached at the handshake. A read completion
+// carries every record that has arrived (read-ahead), and a gathered write is coalesced into
+// full TLS records through a per-thread staging buffer, so that many small frames become one
+// record rather than one record each.
 #pragma once
 
 #include <openssl/err.h>
@@ -17,6 +21,7 @@
 
 #include <array>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -28,7 +33,7 @@
 #include <optional>
 #include <utility>
 
-namespace derp::server {
+namespace derp::net {
 
 // The socket BIO OpenSSL reads and writes through: BIO_s_socket's behaviour, except that writes
 // use send(MSG_NOSIGNAL), so a peer that went away gives EPIPE instead of killing the process
@@ -49,14 +54,7 @@ class TlsSocketStream {
 
   TlsSocketStream(socket_type socket, boost::asio::ssl::context& ctx)
       : socket_(std::move(socket)), ssl_(SSL_new(ctx.native_handle())) {
-    BIO* bio = ssl_ ? new_nosignal_socket_bio(static_cast<int>(socket_.native_handle())) : nullptr;
-    if (ssl_ != nullptr && bio == nullptr) {
-      SSL_free(ssl_);
-      ssl_ = nullptr;  // the handshake fails with no_memory
-    }
     if (ssl_ != nullptr) {
-      SSL_set_bio(ssl_, bio, bio);  // the SSL owns it (one reference for both directions)
-      SSL_set_accept_state(ssl_);
       // Read as much as the socket has into OpenSSL's record buffer (released again once
       // empty), rather than a 5-byte header and then the record body: one recv for several
       // records instead of two per record.
@@ -65,9 +63,10 @@ class TlsSocketStream {
       // buffers at the same offset), possibly from another address.
       SSL_set_mode(ssl_, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
-    error_code ec;
-    socket_.non_blocking(true, ec);
   }
+  // A stream whose socket is opened and connected later (a client), on `io`.
+  TlsSocketStream(boost::asio::io_context& io, boost::asio::ssl::context& ctx)
+      : TlsSocketStream(socket_type(io), ctx) {}
   ~TlsSocketStream() {
     if (ssl_ != nullptr) SSL_free(ssl_);
   }
@@ -81,10 +80,13 @@ class TlsSocketStream {
   socket_type& next_layer() { return socket_; }
   SSL* native_handle() { return ssl_; }
 
-  // The server side of the handshake. `type` must be server (kept for Asio's signature).
+  // The handshake as a client or a server, on the (connected) socket.
   template <class Handler>
   auto async_handshake(boost::asio::ssl::stream_base::handshake_type type, Handler&& handler) {
-    (void)type;
+    if (ssl_ != nullptr && !attach(type)) {
+      SSL_free(ssl_);
+      ssl_ = nullptr;  // the handshake fails with no_memory
+    }
     return boost::asio::async_compose<Handler, void(error_code)>(
         HandshakeOp{*this}, handler, socket_);
   }
@@ -113,6 +115,23 @@ class TlsSocketStream {
   }
 
  private:
+  // Joins the SSL to the socket (non-blocking) for the handshake's role; false when no BIO.
+  bool attach(boost::asio::ssl::stream_base::handshake_type type) {
+    if (SSL_get_rbio(ssl_) == nullptr) {
+      BIO* bio = new_nosignal_socket_bio(static_cast<int>(socket_.native_handle()));
+      if (bio == nullptr) return false;
+      SSL_set_bio(ssl_, bio, bio);  // the SSL owns it (one reference for both directions)
+      error_code ec;
+      socket_.non_blocking(true, ec);
+    }
+    if (type == boost::asio::ssl::stream_base::client) {
+      SSL_set_connect_state(ssl_);
+    } else {
+      SSL_set_accept_state(ssl_);
+    }
+    return true;
+  }
+
   // What one SSL_* call that did not succeed means for the operation.
   enum class Next { kWaitRead, kWaitWrite, kFail };
   Next classify(int ret, error_code& ec) {
@@ -303,4 +322,4 @@ void async_teardown(boost::beast::role_type, TlsSocketStream& stream, Handler&& 
                     [h = std::forward<Handler>(handler), ec]() mutable { std::move(h)(ec); });
 }
 
-}  // namespace derp::server
+}  // namespace derp::net

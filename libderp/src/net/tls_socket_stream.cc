@@ -1,10 +1,10 @@
-#include "server/tls_socket_stream.h"
+#include "net/tls_socket_stream.h"
 
 #include <sys/socket.h>
 
 #include <cstdint>
 
-namespace derp::server {
+namespace derp::net {
 namespace {
 
 int fd_of(BIO* b) { return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(b))); }
@@ -63,4 +63,4 @@ BIO* new_nosignal_socket_bio(int fd) {
   return b;
 }
 
-}  // namespace derp::server
+}  // namespace derp::net

@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
        "TCP_USER_TIMEOUT on accepted sockets (0 = off)"},
       {"--tcp-write-timeout", "2s", &opts.write_timeout,
        "Close a client whose write stalls this long (0 = no timeout)"},
-      {"--queue-wait", "5ms", &opts.queue_wait,
+      {"--queue-wait", "50ms", &opts.queue_wait,
        "Pause a sender up to this long when a draining receiver's queue is full, instead of "
        "dropping (0 = derper's drop-oldest at once)"},
       {"--handshake-timeout", "10s", &opts.handshake_timeout,

@@ -336,6 +336,12 @@ TEST_F(ServeBinary, TakesDerperFlagsWithOneDash) {
 // --queue-wait reaches the relay: 0 restores derper's drop-oldest (no sender ever waits), so a
 // flood into a one-loop relay drops at the receiver's full queue; a bad value is refused.
 TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
+  // The default: long enough that a receiver draining slowly under overload is not taken for
+  // a stalled one (docs/BENCHMARKS.md, session 5).
+  EXPECT_EQ(ServerOptions{}.queue_wait, 50ms);
+  auto help = run_tool("derp-serve", {"--help"});
+  EXPECT_NE(help.out.find("--queue-wait TEXT=50ms"), std::string::npos)
+      << help.out;
   auto bad = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--queue-wait", "soon"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("--queue-wait"), std::string::npos) << bad.err;

@@ -29,7 +29,11 @@ struct ServerOptions {
   // queue_wait; then, or at once for a destination whose write has been stuck longer (a stalled
   // reader), the oldest queued packet is dropped as derper does (packets_dropped_reason
   // queue_head). Disco packets and mesh peers never wait. 0 = derper's behaviour: always drop.
-  std::chrono::milliseconds queue_wait{5};
+  // 50 ms rather than less: under overload a receiver that drains slowly has writes pending
+  // for several milliseconds, and a shorter bound takes it for a stalled reader, so its
+  // senders are never paused and the relay spends itself reading and dropping (10 x 64 B at
+  // --rate max: 2.5k delivered pkt/s at 5 ms, 1.4M at 50 ms; docs/BENCHMARKS.md).
+  std::chrono::milliseconds queue_wait{50};
   std::chrono::milliseconds handshake_timeout{10000};  // per handshake step and HTTP head
   std::chrono::milliseconds keep_alive{60000};         // KeepAlive period (+ up to 5 s jitter)
   MeshKey mesh_key;                          // zero = no mesh peers

@@ -28,16 +28,7 @@ class BenchSmoke : public ::testing::Test {
   }
 
   nlohmann::json run_json(std::vector<std::string> args, int want_exit = 0) {
-    args.push_back("--json");
-    auto r = run_tool("derp-bench", args, "", 60s);
-    EXPECT_EQ(r.exit_code, want_exit) << r.err << r.out;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(r.out);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "not JSON: " << e.what() << ": " << r.out;
-    }
-    return j;
+    return run_tool_json("derp-bench", std::move(args), want_exit);
   }
 
   std::unique_ptr<Server> server_;

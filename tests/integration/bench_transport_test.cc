@@ -37,16 +37,7 @@ std::unique_ptr<Server> bench_transport_relay(bool tls, const std::string& cert_
 }
 
 nlohmann::json bench_transport_run(std::vector<std::string> args, int want_exit = 0) {
-  args.push_back("--json");
-  auto r = run_tool("derp-bench", args, "", 60s);
-  EXPECT_EQ(r.exit_code, want_exit) << r.err << r.out;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(r.out);
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not JSON: " << e.what() << ": " << r.out << r.err;
-  }
-  return j;
+  return run_tool_json("derp-bench", std::move(args), want_exit);
 }
 
 // What a one-second load run must show whatever the transport.

@@ -1,5 +1,7 @@
 #include "support/process.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -185,6 +187,20 @@ ProcessResult run_tool(std::string_view tool, const std::vector<std::string>& ar
                        std::string stdin_data, std::chrono::milliseconds deadline) {
   Process p(tool_path(tool), args, std::move(stdin_data));
   return p.wait(deadline);
+}
+
+nlohmann::json run_tool_json(std::string_view tool, std::vector<std::string> args, int want_exit,
+                             std::chrono::milliseconds deadline) {
+  args.push_back("--json");
+  auto r = run_tool(tool, args, "", deadline);
+  EXPECT_EQ(r.exit_code, want_exit) << r.err << r.out;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not JSON: " << e.what() << ": " << r.out << r.err;
+  }
+  return j;
 }
 
 }  // namespace derp::test

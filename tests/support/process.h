@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,5 +70,11 @@ class Process {
 ProcessResult run_tool(std::string_view tool, const std::vector<std::string>& args,
                        std::string stdin_data = "",
                        std::chrono::milliseconds deadline = std::chrono::seconds(30));
+
+// run_tool with --json appended: expects `want_exit` and one JSON document on stdout (a test
+// failure otherwise, naming the output); returns it (null when it did not parse).
+nlohmann::json run_tool_json(std::string_view tool, std::vector<std::string> args,
+                             int want_exit = 0,
+                             std::chrono::milliseconds deadline = std::chrono::seconds(60));
 
 }  // namespace derp::test

@@ -19,6 +19,7 @@
 #include "derp/client.h"
 #include "derp/server.h"
 #include "support/client_transport.h"
+#include "support/relay_harness.h"
 
 namespace derp::test {
 namespace {
@@ -286,20 +287,15 @@ TEST(ClientCancel, StopTokenAbortsARegionConnectStuckInTheNodesTlsHandshake) {
 class CancelFullBacklog {
  public:
   CancelFullBacklog() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 0), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = listen_loopback(0, &port_);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(port_);
     // Fill the queue: connect until one connection does not complete within 200 ms.
     for (int i = 0; i < 16; ++i) {
       int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
       fillers_.push_back(c);
-      sockaddr_in to = a;
       if (::connect(c, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) continue;
       pollfd p{c, POLLOUT, 0};
       if (::poll(&p, 1, 200) == 0) {

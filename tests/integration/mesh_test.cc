@@ -74,15 +74,7 @@ std::unique_ptr<Client> make_client(const std::string& url, const NodePrivate& k
 class MeshLinkCutter {
  public:
   explicit MeshLinkCutter(uint16_t backend) : backend_(backend) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = listen_loopback(16, &port_);
     accept_thread_ = std::thread([this] { accept_loop(); });
   }
   ~MeshLinkCutter() { cut(); }

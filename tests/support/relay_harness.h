@@ -111,6 +111,10 @@ std::unique_ptr<Server> start_relay(ServerOptions o);
 // each other's address before they start.
 std::vector<uint16_t> free_loopback_ports(size_t n);
 
+// A TCP socket listening on 127.0.0.1 at an ephemeral port (stored in *port), with `backlog`;
+// -1 (and a test failure) when the kernel refuses. The caller owns the descriptor.
+int listen_loopback(int backlog, uint16_t* port);
+
 // Collects the relay's log lines so a test can wait for one (with a deadline) instead of
 // sleeping. Must outlive the server that logs into it.
 class LogWatch {

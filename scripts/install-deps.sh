@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything libderp's build, tests and benchmarks need (Debian 12).
+# Installs everything libderp's build needs (Debian 12); with --test also what the tests run
+# against (real components, not mocks: lintian, systemd-analyze, man, bash/zsh for completions,
+# headless Chromium for the status page).
 # Idempotent: when every package is already present it prints nothing and exits 0.
 set -euo pipefail
 
@@ -10,6 +12,15 @@ packages=(
   libboost1.81-dev
   python3 procps iproute2 curl
 )
+test_packages=(
+  dpkg-dev lintian systemd
+)
+for arg in "$@"; do
+  case "$arg" in
+    --test) packages+=("${test_packages[@]}") ;;
+    *) echo "install-deps: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

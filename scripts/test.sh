@@ -21,20 +21,23 @@ for arg in "$@"; do
   esac
 done
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 jobs=$(nproc)
 start=$(date +%s)
 
 echo "== build (RelWithDebInfo -O2 -g1, -Werror, unity) =="
+# Prefix /usr: Debian's layout (lib/<multiarch>, /etc, /lib/systemd), which the packaging
+# test packs from this same build; the install test installs it under a temporary prefix.
 bash scripts/build.sh "$root/build/test" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDERP_WERROR=ON \
-  -DCMAKE_UNITY_BUILD=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+  -DCMAKE_UNITY_BUILD=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" \
+  -DCMAKE_INSTALL_PREFIX=/usr
 echo "== tests ($(( $(date +%s) - start )) s so far) =="
 ctest --test-dir "$root/build/test" -j "$jobs" --output-on-failure --timeout 300
 
 if [ "$sanitize" = 1 ]; then
   echo "== build (address,undefined sanitizers, unity) =="
   bash scripts/build.sh "$root/build/asan" -DCMAKE_BUILD_TYPE=Debug -DDERP_WERROR=ON \
-    -DDERP_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON
+    -DDERP_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON -DCMAKE_INSTALL_PREFIX=/usr
   echo "== tests under sanitizers =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$root/build/asan" -j "$jobs" --output-on-failure --timeout 600

@@ -1,0 +1,7 @@
+#include "derp/version.h"
+
+namespace derp {
+
+const char* version() { return DERP_VERSION_STRING; }
+
+}  // namespace derp

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -38,6 +39,17 @@ derp::tools::GoFlagPolicy derper_policy() {
       {"ace", "no ACE (CONNECT) proxy"},
   };
   return p;
+}
+
+// http:// or https://, any case (the library refuses other schemes too; this names the flag).
+bool server_admission_url_ok(std::string_view url) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const std::string l = lower(url.substr(0, 8));
+  return (l.rfind("http://", 0) == 0 && url.size() > 7) || (l == "https://" && url.size() > 8);
 }
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -217,9 +229,27 @@ int main(int argc, char** argv) {
     return cli.fail(Error(ErrorKind::kUsage, "--certmode manual needs --hostname"));
   }
 
+  if (!verify_url.empty() && !server_admission_url_ok(verify_url)) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          fmt::format("--verify-client-url {:?}: want an http:// or https:// URL "
+                                      "(anything else would fail every request and, fail-open, "
+                                      "admit every client)",
+                                      verify_url)));
+  }
+  // Every flag is checked, and the mesh key read, before anything is written: a refused
+  // command line never leaves a new key file behind.
+  if (!mesh_with.empty() && mesh_file.empty()) {
+    return cli.fail(Error(ErrorKind::kUsage, "--mesh-with needs --mesh-psk-file"));
+  }
+  if (!mesh_file.empty()) {
+    auto mesh = load_mesh_key_file(mesh_file);  // its errors name the file
+    if (!mesh) return cli.fail(mesh.error());
+    opts.mesh_key = *mesh;
+  }
+
   bool created = false;
-  auto key = load_or_create_key_file(key_file, &created);
-  if (!key) return cli.fail(key.error().wrap(key_file));
+  auto key = load_or_create_key_file(key_file, &created);  // its errors name the file
+  if (!key) return cli.fail(key.error());
   if (created) cli.note(fmt::format("created key file {}", key_file));
 
   opts.private_key = *key;
@@ -244,14 +274,6 @@ int main(int argc, char** argv) {
   opts.cert_dir = cert_dir;
   opts.hostname = hostname;
   opts.http_port = cert_mode.empty() ? -1 : http_port;
-  if (!mesh_file.empty()) {
-    auto mesh = load_mesh_key_file(mesh_file);
-    if (!mesh) return cli.fail(mesh.error().wrap(mesh_file));
-    opts.mesh_key = *mesh;
-  }
-  if (!mesh_with.empty() && mesh_file.empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "--mesh-with needs --mesh-psk-file"));
-  }
   opts.mesh_with = mesh_with;
   static std::mutex log_mu;
   opts.log = [](std::string_view line) {

@@ -693,7 +693,7 @@ int main(int argc, char** argv) {
   }
   if (!mesh_file.empty()) {
     auto k = load_mesh_key_file(mesh_file);
-    if (!k) return cli.fail(k.error().wrap(mesh_file));
+    if (!k) return cli.fail(k.error());  // the message names the file
     mesh = *k;
   } else if (!mesh_hex.empty()) {
     auto k = MeshKey::parse(mesh_hex);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -183,7 +185,10 @@ TEST(RelayAdmission, UrlAllowsOnlyOkWithAllowTrue) {
   ASSERT_TRUE(ok);
   EXPECT_TRUE(ok->ping(5s).ok());
   auto reqs = stub.requests();
-  ASSERT_EQ(reqs.size(), 1u);
+  // The start-up reachability check (HEAD), then the client's admission request.
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].method, "HEAD");
+  reqs.erase(reqs.begin());
   EXPECT_EQ(reqs[0].method, "POST");
   EXPECT_EQ(reqs[0].content_type, "application/json");
   auto j = nlohmann::json::parse(reqs[0].body);
@@ -232,6 +237,82 @@ TEST(RelayAdmission, UnreachableUrlFailsOpenOrClosed) {
     EXPECT_FALSE(c->ping(3s).ok());
     EXPECT_TRUE(logs.wait_for("refused client")) << logs.all();
     EXPECT_EQ(counter(*relay, "clients_refused_reason_verify_client_url"), 1);
+  }
+}
+
+size_t count_of(const std::string& text, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST(RelayAdmission, UnreachableAtStartUpIsLoggedLoudly) {
+  uint16_t dead_port = 0;
+  {
+    HttpStub gone([](const HttpStub::Seen&) { return HttpStub::Answer{}; });
+    dead_port = gone.port();
+  }
+  LogWatch logs;
+  auto relay = relay_with_url("http://127.0.0.1:" + std::to_string(dead_port) + "/admit", true, logs);
+  ASSERT_TRUE(relay);
+  // No client yet: the relay asked at start-up by itself.
+  EXPECT_TRUE(logs.wait_for("WARNING: admission controller unreachable at start-up")) << logs.all();
+  EXPECT_TRUE(logs.wait_for("clients are admitted UNCHECKED (fail-open")) << logs.all();
+  EXPECT_EQ(counter(*relay, "admission_unreachable_requests"), 1);
+  EXPECT_EQ(counter(*relay, "admission_fail_open_admits"), 0);
+}
+
+TEST(RelayAdmission, FailOpenOutageIsLoggedOnceCountedAndEnds) {
+  // The controller hangs (no HTTP answer within the relay's timeout) until released, then
+  // answers Allow: one outage, logged when it starts and when it ends, not per client.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hang = true;
+  HttpStub stub([&](const HttpStub::Seen&) {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 5s, [&] { return !hang; });
+    return HttpStub::Answer{200, R"({"Allow":true})"};
+  });
+  LogWatch logs;
+  ServerOptions o;
+  o.verify_client_url = stub.url();
+  o.verify_client_timeout = 300ms;
+  o.log = logs.sink();
+  auto relay = start_relay(o);
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(logs.wait_for("WARNING: admission controller unreachable")) << logs.all();
+  auto first = client_for(*relay);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->ping(5s).ok());  // admitted unchecked
+  auto second = client_for(*relay);
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->ping(5s).ok());
+  EXPECT_EQ(count_of(logs.all(), "WARNING: admission controller unreachable"), 1u) << logs.all();
+  EXPECT_EQ(counter(*relay, "admission_fail_open_admits"), 2);
+  {
+    std::lock_guard lock(mu);
+    hang = false;
+  }
+  cv.notify_all();
+  auto third = client_for(*relay);
+  ASSERT_TRUE(third);
+  EXPECT_TRUE(third->ping(5s).ok());
+  EXPECT_TRUE(logs.wait_for("answers again; 2 client(s) were admitted unchecked")) << logs.all();
+  EXPECT_EQ(counter(*relay, "admission_fail_open_admits"), 2);
+  EXPECT_EQ(counter(*relay, "admission_unreachable_requests"), 3);  // start-up + 2 clients
+}
+
+TEST(RelayAdmission, OnlyHttpUrlsAreAccepted) {
+  for (const char* url : {"ftp://x/admit", "file:///etc/passwd", "x", "gopher://127.0.0.1/"}) {
+    ServerOptions o;
+    o.private_key = NodePrivate::generate();
+    o.listen_addr = "127.0.0.1:0";
+    o.verify_client_url = url;
+    auto s = Server::start(o);
+    ASSERT_FALSE(s.ok()) << url;
+    EXPECT_EQ(s.error().kind, ErrorKind::kUsage) << url;
+    EXPECT_NE(s.error().message.find("want an http:// or https:// URL"), std::string::npos)
+        << s.error().message;
   }
 }
 

@@ -87,5 +87,102 @@ TEST_F(DerpServe, GroupReadableKeyFileExitsTwo) {
   EXPECT_NE(child->stderr_text().find(key), std::string::npos) << child->stderr_text();
 }
 
+TEST_F(DerpServe, CreatesTheKeyFilesDirectoryPrivate) {
+  // The README's `-c /var/lib/derp/derper.key` on a fresh machine: derper creates the directory.
+  const std::string key = dir_ + "/state/derp/derper.key";
+  auto child = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key}, dir_);
+  ASSERT_TRUE(child);
+  auto line = child->read_stdout_line();
+  ASSERT_TRUE(line.has_value()) << child->stderr_text();
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/state/derp").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  child->signal(SIGTERM);
+  EXPECT_EQ(child->wait(), 0) << child->stderr_text();
+  EXPECT_NE(child->stderr_text().find("created key file " + key), std::string::npos)
+      << child->stderr_text();
+}
+
+TEST_F(DerpServe, HttpPortThatCannotBeBoundSaysHowToTurnItOff) {
+  // derper's --http-port default is 80, the first failure of a TLS relay run by a user (there:
+  // permission denied; here, as root in CI, a port in use stands in for it).
+  auto first = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0"}, dir_);
+  ASSERT_TRUE(first);
+  auto line = first->read_stdout_line();
+  ASSERT_TRUE(line.has_value()) << first->stderr_text();
+  const auto colon = line->find("127.0.0.1:") + 10;
+  const std::string port = line->substr(colon, line->find('/', colon) - colon);
+  auto tls = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "--certmode", "manual",
+                           "--certdir", dir_, "--hostname", "127.0.0.1", "--http-port", port,
+                           "-c", dir_ + "/tls.key"},
+                          dir_);
+  ASSERT_TRUE(tls);
+  EXPECT_EQ(tls->wait(), 4);
+  const std::string err = tls->stderr_text();
+  // Progress notes (key file, certificate) come first; the failure is the one last line.
+  const std::string last = err.substr(err.rfind('\n', err.size() - 2) + 1);
+  EXPECT_EQ(last.rfind("derp-serve: listen (http port) on 127.0.0.1:" + port, 0), 0u) << err;
+  EXPECT_NE(err.find("(hint: --http-port -1 turns the plain-HTTP listener off"),
+            std::string::npos)
+      << err;
+  first->signal(SIGTERM);
+  EXPECT_EQ(first->wait(), 0);
+}
+
+// A refused command line writes nothing: the key file does not appear.
+TEST_F(DerpServe, RefusedFlagsExitTwoBeforeWritingTheKeyFile) {
+  const std::string key = dir_ + "/derper.key";
+  const std::string mesh = dir_ + "/mesh.key";
+  {
+    std::ofstream f(mesh);
+    f << std::string(64, 'a') << "\n";
+  }
+  ASSERT_EQ(::chmod(mesh.c_str(), 0644), 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--mesh-with", "127.0.0.1:1"}, "--mesh-with needs --mesh-psk-file"},
+      {{"--verify-client-url", "ftp://x"},
+       "--verify-client-url \"ftp://x\": want an http:// or https:// URL"},
+      {{"--verify-client-url", "127.0.0.1:1/admit"}, "want an http:// or https:// URL"},
+      {{"--mesh-psk-file", mesh},
+       "mesh key file " + mesh + " has mode 0644; it must not be accessible by group or others "
+       "(chmod 600 " + mesh + ")"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto child = Child::spawn(argv, dir_);
+    ASSERT_TRUE(child);
+    EXPECT_EQ(child->wait(), 2) << c.want;
+    const std::string err = child->stderr_text();
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find(c.want), std::string::npos) << err;
+    EXPECT_EQ(err.find(mesh + ": "), std::string::npos) << "the path is said once: " << err;
+    EXPECT_FALSE(fs::exists(key)) << c.want;
+  }
+  // derp-watch applies the same rule to the same file.
+  auto watch = Child::spawn({std::string(DERP_BIN_DIR) + "/derp-watch", "http://127.0.0.1:1",
+                             "--mesh-psk-file", mesh, "--once"},
+                            dir_);
+  ASSERT_TRUE(watch);
+  EXPECT_EQ(watch->wait(), 2);
+  EXPECT_NE(watch->stderr_text().find("has mode 0644"), std::string::npos) << watch->stderr_text();
+  EXPECT_EQ(watch->stderr_text().find(mesh + ": "), std::string::npos) << watch->stderr_text();
+  // With mode 0600 the same file is taken.
+  ASSERT_EQ(::chmod(mesh.c_str(), 0600), 0);
+  auto ok = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key,
+                          "--mesh-psk-file", mesh},
+                         dir_);
+  ASSERT_TRUE(ok);
+  ASSERT_TRUE(ok->read_stdout_line().has_value()) << ok->stderr_text();
+  ok->signal(SIGTERM);
+  EXPECT_EQ(ok->wait(), 0) << ok->stderr_text();
+}
+
 }  // namespace
 }  // namespace derp::test

@@ -341,13 +341,49 @@ TEST_F(KeyFile, LoadOrCreateCreatesOnceThenLoads) {
   EXPECT_EQ(*first, *second);
 }
 
-TEST_F(KeyFile, LoadOrCreateDoesNotCreateMissingDirectories) {
-  const std::string p = path("no/such/dir/derper.key");
+TEST_F(KeyFile, LoadOrCreateCreatesMissingDirectoriesPrivate) {
+  // derp-serve -c /var/lib/derp/derper.key on a fresh machine: derper creates the directory.
+  ::mkdir(path("here").c_str(), 0755);
+  const std::string p = path("here/no/such/derper.key");
+  bool created = false;
+  auto key = load_or_create_key_file(p, &created);
+  ASSERT_TRUE(key.ok()) << key.error().message;
+  EXPECT_TRUE(created);
+  EXPECT_EQ(mode_of(path("here/no")), 0700u);
+  EXPECT_EQ(mode_of(path("here/no/such")), 0700u);
+  EXPECT_EQ(mode_of(path("here")), 0755u);  // an existing directory is left as it is
+  EXPECT_EQ(mode_of(p), 0600u);
+  auto again = load_or_create_key_file(p, &created);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_FALSE(created);
+  EXPECT_EQ(*again, *key);
+}
+
+TEST_F(KeyFile, LoadOrCreateRefusesAFileWhereADirectoryShouldBe) {
+  write(path("plain"), "x", 0600);
+  const std::string p = path("plain/derper.key");
   auto key = load_or_create_key_file(p);
   ASSERT_FALSE(key.ok());
   EXPECT_EQ(key.error().kind, ErrorKind::kUsage);
-  EXPECT_NE(key.error().message.find(p), std::string::npos) << key.error().message;
-  EXPECT_FALSE(std::filesystem::exists(path("no")));
+  EXPECT_NE(key.error().message.find("Not a directory"), std::string::npos)
+      << key.error().message;
+}
+
+TEST_F(KeyFile, MeshKeyFileReadableByOthersIsRefused) {
+  const std::string hex(64, 'b');
+  const std::string p = path("mesh.key");
+  for (mode_t mode : {0644, 0640, 0604, 0660}) {
+    write(p, hex, mode);
+    ASSERT_EQ(::chmod(p.c_str(), mode), 0);
+    auto k = load_mesh_key_file(p);
+    ASSERT_FALSE(k.ok()) << std::oct << mode;
+    EXPECT_EQ(k.error().kind, ErrorKind::kUsage);
+    EXPECT_NE(k.error().message.find("(chmod 600 " + p + ")"), std::string::npos)
+        << k.error().message;
+  }
+  ASSERT_EQ(::chmod(p.c_str(), 0400), 0);
+  EXPECT_TRUE(load_mesh_key_file(p).ok());  // read-only for the owner is fine
+  EXPECT_FALSE(load_mesh_key_file(path("")).ok());  // a directory is not a key file
 }
 
 TEST_F(KeyFile, MeshKeyFileIsTrimmedHex) {

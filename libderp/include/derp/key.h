@@ -70,8 +70,10 @@ Result<NodePrivate> load_key_file(const std::string& path);
 // Writes the file tab-indented as derper does, mode 0600 (replacing any existing file).
 Result<void> save_key_file(const std::string& path, const NodePrivate& key);
 // Loads the file, or creates it with a fresh key when it does not exist; *created tells which.
+// Missing parent directories are created first, mode 0700 (derper creates them too).
 Result<NodePrivate> load_or_create_key_file(const std::string& path, bool* created = nullptr);
-// Reads a mesh PSK file (64 hex, white space trimmed).
+// Reads a mesh PSK file (64 hex, white space trimmed). Refused (kUsage) like a key file when it
+// is not a regular file or group/others may access it.
 Result<MeshKey> load_mesh_key_file(const std::string& path);
 
 // Lower-case hex of any bytes; and its inverse (either case; fails on odd length / non-hex).

@@ -121,6 +121,32 @@ Result<NodePrivate> parse_key_file(const std::string& path, const std::string& t
   return key;
 }
 
+// derper's MkdirAll before it writes a new key file, but private: every directory it has to
+// create is 0700 (whatever the umask); directories that exist are left as they are.
+Result<void> create_parent_directories(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos || slash == 0) return {};
+  const std::string parent = path.substr(0, slash);
+  struct stat st;
+  if (::stat(parent.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return {};
+    return Error(ErrorKind::kUsage, fmt::format("cannot create key file {}: {} is not a directory",
+                                                path, parent));
+  }
+  if (errno != ENOENT) {
+    return file_error(fmt::format("cannot create key file {}: {}", path, parent), errno);
+  }
+  if (auto up = create_parent_directories(parent); !up) return up;
+  if (::mkdir(parent.c_str(), 0700) != 0 && errno != EEXIST) {
+    return file_error(fmt::format("cannot create directory {} for key file {}", parent, path),
+                      errno);
+  }
+  if (::chmod(parent.c_str(), 0700) != 0) {
+    return file_error(fmt::format("cannot chmod directory {}", parent), errno);
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<NodePrivate> load_key_file(const std::string& path) {
@@ -170,6 +196,7 @@ Result<NodePrivate> load_or_create_key_file(const std::string& path, bool* creat
   auto text = read_key_file(path, &missing);
   if (text) return parse_key_file(path, *text);
   if (!missing) return std::move(text).error();
+  if (auto dirs = create_parent_directories(path); !dirs) return std::move(dirs).error();
   NodePrivate key = NodePrivate::generate();
   auto saved = save_key_file(path, key);
   if (!saved) return std::move(saved).error();
@@ -180,6 +207,21 @@ Result<NodePrivate> load_or_create_key_file(const std::string& path, bool* creat
 Result<MeshKey> load_mesh_key_file(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return file_error(fmt::format("cannot open mesh key file {}", path), errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    return file_error(fmt::format("cannot stat mesh key file {}", path), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Error(ErrorKind::kUsage, fmt::format("mesh key file {} is not a regular file", path));
+  }
+  // The mesh key lets its holder see every client of the mesh and forward as any of them: the
+  // same rule as the node key file.
+  if ((st.st_mode & 077) != 0) {
+    return Error(ErrorKind::kUsage,
+                 fmt::format("mesh key file {} has mode {:04o}; it must not be accessible by "
+                             "group or others (chmod 600 {})",
+                             path, st.st_mode & 07777, path));
+  }
   auto text = read_small_file(fd.get(), fmt::format("mesh key file {}", path));
   if (!text) return std::move(text).error();
   auto key = MeshKey::parse(*text);

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -65,12 +66,55 @@ std::optional<std::string> admission_verdict(long http_status, std::string_view 
   return std::nullopt;
 }
 
-Admission::Admission(const ServerOptions& opts) : opts_(opts) {
+Admission::Admission(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats) {
   if (asks_url()) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    jobs_.push_back(Job{NodePublic{}, {}, [](std::optional<std::string>) {}, true});
     for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { worker(); });
   }
+}
+
+bool is_http_url(std::string_view url) {
+  auto starts = [&](std::string_view scheme) {
+    if (url.size() <= scheme.size()) return false;
+    for (size_t i = 0; i < scheme.size(); ++i) {
+      if (std::tolower(static_cast<unsigned char>(url[i])) != scheme[i]) return false;
+    }
+    return true;
+  };
+  return starts("http://") || starts("https://");
+}
+
+void Admission::note_unreachable(const std::string& why, bool at_startup) {
+  if (!at_startup) {
+    if (opts_.verify_client_url_fail_open) stats_.add(Counter::kAdmittedFailOpen);
+  }
+  std::lock_guard lock(outage_mu_);
+  if (!at_startup) ++outage_clients_;
+  if (outage_) return;
+  outage_ = true;
+  if (!opts_.log) return;
+  opts_.log(fmt::format(
+      "WARNING: admission controller unreachable{} ({}: {}): {} until it answers",
+      at_startup ? " at start-up" : "", opts_.verify_client_url, why,
+      opts_.verify_client_url_fail_open
+          ? "clients are admitted UNCHECKED (fail-open, derper's default; "
+            "--verify-client-url-fail-open=false refuses them)"
+          : "clients are refused (--verify-client-url-fail-open=false)"));
+}
+
+void Admission::note_reachable() {
+  std::lock_guard lock(outage_mu_);
+  if (!outage_) return;
+  outage_ = false;
+  if (opts_.log) {
+    opts_.log(fmt::format("admission controller {} answers again; {} client(s) were {} while it "
+                          "was unreachable",
+                          opts_.verify_client_url, outage_clients_,
+                          opts_.verify_client_url_fail_open ? "admitted unchecked" : "refused"));
+  }
+  outage_clients_ = 0;
 }
 
 Admission::~Admission() { stop(); }
@@ -139,7 +183,7 @@ void Admission::worker() {
   }
 }
 
-std::optional<std::string> Admission::ask(const Job& job) const {
+std::optional<std::string> Admission::ask(const Job& job) {
   const std::string request =
       nlohmann::json{{"NodePublic", job.key.to_string()}, {"Source", job.ip}}.dump();
   std::string body;
@@ -148,9 +192,17 @@ std::optional<std::string> Admission::ask(const Job& job) const {
   if (curl == nullptr) return "admission controller: curl_easy_init failed";
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
   curl_easy_setopt(curl, CURLOPT_URL, opts_.verify_client_url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.size()));
+  // Only HTTP(S), also after a redirect: a URL of another scheme must never become a silent
+  // "unreachable, admit everyone" (Server::start refuses one, this is the second lock).
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  if (job.startup_check) {
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);  // any HTTP answer means reachable
+  } else {
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.size()));
+  }
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(opts_.verify_client_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
@@ -163,15 +215,13 @@ std::optional<std::string> Admission::ask(const Job& job) const {
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK) {
     const std::string why = errbuf[0] != 0 ? errbuf : curl_easy_strerror(rc);
-    if (opts_.verify_client_url_fail_open) {
-      if (opts_.log) {
-        opts_.log(fmt::format("admission controller unreachable ({}); allowing client {}", why,
-                              job.key.to_string()));
-      }
-      return std::nullopt;
-    }
+    stats_.add(Counter::kAdmissionUnreachable);
+    note_unreachable(why, job.startup_check);
+    if (opts_.verify_client_url_fail_open) return std::nullopt;
     return fmt::format("admission controller unreachable: {}", why);
   }
+  note_reachable();
+  if (job.startup_check) return std::nullopt;
   return admission_verdict(status, body);
 }
 

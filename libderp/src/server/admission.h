@@ -18,6 +18,7 @@
 #include "derp/key.h"
 #include "derp/result.h"
 #include "derp/server.h"
+#include "server/stats.h"
 
 namespace derp::server {
 
@@ -29,12 +30,17 @@ Result<std::unordered_set<NodePublic>> parse_allow_keys(std::string_view text,
 // not. derper admits only on 200 with a JSON body whose "Allow" is true.
 std::optional<std::string> admission_verdict(long http_status, std::string_view body);
 
+// True for an http:// or https:// URL (scheme case-insensitive): the only admission URLs.
+bool is_http_url(std::string_view url);
+
 class Admission {
  public:
   // nullopt = admitted; otherwise the one-line reason for the log.
   using Done = std::function<void(std::optional<std::string>)>;
 
-  explicit Admission(const ServerOptions& opts);
+  // With an admission URL, also asks it once at start-up (a HEAD request on a worker) and logs
+  // loudly when it cannot be reached.
+  Admission(const ServerOptions& opts, Stats& stats);
   ~Admission();  // stop()
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
@@ -55,11 +61,20 @@ class Admission {
     NodePublic key;
     std::string ip;
     Done done;
+    bool startup_check = false;  // the start-up reachability check, not a client
   };
   void worker();
-  std::optional<std::string> ask(const Job& job) const;
+  std::optional<std::string> ask(const Job& job);
+  // An outage is logged when it starts and when it ends, never once per client; every client
+  // it admits unchecked (fail-open) or refuses (fail-closed) is counted.
+  void note_unreachable(const std::string& why, bool at_startup);
+  void note_reachable();
 
   const ServerOptions& opts_;
+  Stats& stats_;
+  std::mutex outage_mu_;
+  bool outage_ = false;
+  int64_t outage_clients_ = 0;  // admitted unchecked, or refused, during this outage
   mutable std::shared_mutex allow_mu_;
   std::optional<std::unordered_set<NodePublic>> allow_;
 

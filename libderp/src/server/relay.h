@@ -37,7 +37,7 @@ class Forwarder {
 
 class Relay {
  public:
-  Relay(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats), admission_(opts) {}
+  Relay(const ServerOptions& opts, Stats& stats) : opts_(opts), stats_(stats), admission_(opts, stats) {}
 
   // After a good ClientInfo: makes the connection routable and tells watchers.
   void register_client(const std::shared_ptr<ClientConn>& c);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net/endpoint_text.h"
+#include "server/admission.h"
 #include "server/bootstrap_dns.h"
 #include "server/chunk_pool.h"
 #include "server/connection_start.h"
@@ -201,6 +202,11 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (options.http_port < -1 || options.http_port > 65535) {
     return Error(ErrorKind::kUsage, fmt::format("http port {} out of range", options.http_port));
   }
+  if (!options.verify_client_url.empty() && !server::is_http_url(options.verify_client_url)) {
+    return Error(ErrorKind::kUsage,
+                 fmt::format("verify_client_url {:?}: want an http:// or https:// URL",
+                             options.verify_client_url));
+  }
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
@@ -244,7 +250,16 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (impl->tls && impl->opts.http_port >= 0) {
     const tcp::endpoint hep(ep->address(), static_cast<uint16_t>(impl->opts.http_port));
     const std::string hwhere = net::endpoint_string(hep);
-    auto hfail = [&] { return net::listen_error("listen (http port)", hwhere, ec); };
+    auto hfail = [&] {
+      Error e = net::listen_error("listen (http port)", hwhere, ec);
+      // derper's default --http-port is 80: the usual first failure of a TLS relay started by
+      // an ordinary user, or beside a web server.
+      e.hint = ec == boost::system::errc::permission_denied
+                   ? "ports below 1024 need root or CAP_NET_BIND_SERVICE; --http-port -1 "
+                     "turns the plain-HTTP listener off, --http-port 8080 moves it"
+                   : "--http-port -1 turns the plain-HTTP listener off, --http-port PORT moves it";
+      return e;
+    };
     impl->http_acceptor.emplace(*impl->loops[0]);
     impl->http_acceptor->open(hep.protocol(), ec);
     if (ec) return hfail();

@@ -71,6 +71,8 @@ void Stats::fill(std::map<std::string, int64_t>& out) const {
       "tls_listener_rejected_connections",
       "clients_refused_reason_allow_keys",
       "clients_refused_reason_verify_client_url",
+      "admission_unreachable_requests",
+      "admission_fail_open_admits",
       "derp_websocket_accepts",
       "mesh_frames_refused",
       "mesh_forward_drops",

@@ -51,6 +51,8 @@ enum class Counter : int {
   kAcceptRejected,           // over the accept limit (derper's tls_listener set)
   kRefusedAllowKeys,         // not in the allow-keys file
   kRefusedVerifyUrl,         // refused by (or, fail-closed, for want of) the admission URL
+  kAdmissionUnreachable,     // ours: requests to the admission URL that got no HTTP answer
+  kAdmittedFailOpen,         // ours: clients admitted unchecked, the admission URL unreachable
   kWebSocketAccepts,  // derper's derp_websocket_accepts
   // Mesh: WatchConns / ClosePeer / ForwardPacket from a connection without the mesh key (the
   // connection is closed), and packets a mesh link could not carry (queue full, link down).

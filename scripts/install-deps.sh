@@ -9,6 +9,8 @@ packages=(
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libboost1.81-dev
   python3 procps iproute2 curl
+  # tools_manual_test: renders the man pages, loads the bash and zsh completions
+  man-db groff-base bash-completion zsh
 )
 
 missing=()

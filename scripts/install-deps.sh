@@ -13,7 +13,12 @@ packages=(
   python3 procps iproute2 curl
 )
 test_packages=(
+  # install.packages: dpkg-shlibdeps, lintian, systemd-analyze verify
   dpkg-dev lintian systemd
+  # tools_manual_test: renders the man pages, loads the bash and zsh completions
+  man-db groff-base bash-completion zsh
+  # docs.readme: the README's session uses openssl(1) for a pin and a mesh key
+  openssl
 )
 for arg in "$@"; do
   case "$arg" in

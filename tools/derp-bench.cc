@@ -141,33 +141,50 @@ int main(int argc, char** argv) {
   std::vector<std::string> assert_texts;
   auto& app = cli.app();
   app.add_option("--pairs", pairs, "Sender → receiver client pairs")
-      ->check(CLI::Range(int64_t{1}, int64_t{5000}));
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{1}, int64_t{5000}))
+      ->capture_default_str();
   app.add_option("--size", size, "Packet payload bytes (16..65536)")
-      ->check(CLI::Range(int64_t{16}, int64_t{65536}));
+      ->type_name("BYTES")
+      ->check(CLI::Range(int64_t{16}, int64_t{65536}))
+      ->capture_default_str();
   app.add_option("--duration", duration_text, "Measured time (load) or hold time (--idle)")
+      ->type_name("DURATION")
       ->default_str("5s");
-  app.add_option("--warmup", warmup_text, "Load before measuring starts")->default_str("500ms");
+  app.add_option("--warmup", warmup_text, "Load before measuring starts")
+      ->type_name("DURATION")
+      ->default_str("500ms");
   auto* window_opt = app.add_option("--window", window,
                                     "Closed loop: packets in flight per pair (default mode, 32)")
+                         ->type_name("N")
                          ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   auto* rate_opt = app.add_option("--rate", rate_text,
                                   "Open loop: packets/s per pair, or 'max' (as fast as the "
-                                  "sockets take)");
+                                  "sockets take)")
+                       ->type_name("RATE");
   window_opt->excludes(rate_opt);
   app.add_option("--threads", threads, "Generator event loops (pairs spread over them)")
-      ->check(CLI::Range(int64_t{1}, int64_t{64}));
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{1}, int64_t{64}))
+      ->capture_default_str();
   app.add_option("--ping-interval", ping_text,
-                 "Also ping the relay from one more client at this interval during the run");
+                 "Also ping the relay from one more client at this interval during the run")
+      ->type_name("DURATION");
   auto* idle_opt = app.add_option("--idle", idle, "Open and hold N idle connections")
+                       ->type_name("N")
                        ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--server-pid", server_pid,
                  "--idle: the relay's pid, to report its RSS per connection (/proc/PID/status)")
+      ->type_name("PID")
       ->check(CLI::PositiveNumber);
   auto* storm_opt = app.add_option("--connect-storm", storm,
                                    "Connect, handshake and close N connections; report conn/s")
+                        ->type_name("N")
                         ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--concurrency", concurrency, "--connect-storm: handshakes in flight")
-      ->check(CLI::Range(int64_t{1}, int64_t{10000}));
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}))
+      ->capture_default_str();
   auto* raw_opt = app.add_flag("--raw", raw,
                                "The same traffic through an in-process plain TCP forwarder "
                                "(the machine's ceiling; no SERVER)");
@@ -176,7 +193,34 @@ int main(int argc, char** argv) {
   app.add_option("--assert", assert_texts,
                  "Fail (exit 1) unless the results meet EXPR, e.g. 'delivered_pps>=100k,"
                  "drop==0,p99<5ms' (repeatable; metrics depend on the mode: docs/CLI.md)")
+      ->type_name("EXPR")
       ->allow_extra_args(false);  // one EXPR per --assert: SERVER may follow it
+  cli.set_manual({
+      .description =
+          "derp-bench benchmarks a DERP relay, derp-serve or Tailscale's derper. Its load "
+          "engine is a lean one of its own: many connections per event loop, many frames per "
+          "read and per write.\n\n"
+          "The default mode is load: --pairs sender and receiver clients, both ends in this "
+          "process, each pair keeping --window packets in flight (closed loop) or sending "
+          "--rate packets per second (open loop; --rate max: as fast as the sockets take). "
+          "After --warmup it measures for --duration and reports sent and delivered packets/s "
+          "and Mbit/s, drops, one-way latency percentiles and the fairness between pairs. "
+          "--idle N opens and holds N connections and reports the memory per connection "
+          "(the relay's with --server-pid); --connect-storm N reports connections per second "
+          "and the handshake time; --raw sends the same traffic through an in-process plain "
+          "TCP forwarder, the machine's ceiling, and takes no SERVER.\n\n"
+          "The exit status is 0, or 1 when no packet was delivered or an --assert failed (the "
+          "figures are still printed); connection failures exit by their layer.",
+      .examples = {{"Ten pairs of 1200-byte packets for five seconds, as JSON:",
+                    "derp-bench http://127.0.0.1:3340 --pairs 10 --size 1200 --duration 5s "
+                    "--json"},
+                   {"A CI gate on throughput and latency:",
+                    "derp-bench http://127.0.0.1:3340 --pairs 10 --assert "
+                    "'delivered_pps>=200k,drop==0,p99<20ms'"},
+                   {"Memory per idle connection of a local derp-serve:",
+                    "derp-bench http://127.0.0.1:3340 --idle 1000 --server-pid $(pgrep -n "
+                    "derp-serve)"}},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
 
   const bool via_map = !cli.derp_map().empty();

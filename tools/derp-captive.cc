@@ -49,14 +49,36 @@ int main(int argc, char** argv) {
   std::string map_source;
   int port = 80;
   cli.app().add_option("SERVER", servers,
-                       "Relay(s) to check: host[:port] or http://host[:port][/generate_204]");
-  cli.app().add_option("--derp-map", map_source,
-                       "Check the map's CanPort80 nodes (http://<IPv4>/generate_204), as "
-                       "netcheck does");
-  cli.app().add_option("--port", port, "With --derp-map: the port to use instead of 80")
-      ->check(CLI::Range(1, 65535));
+                       "Relay(s) to check: host[:port] or http://host[:port][/generate_204]")
+      ->type_name("URL");
+  cli.app()
+      .add_option("--derp-map", map_source,
+                  "Check the map's CanPort80 nodes (http://<IPv4>/generate_204), as "
+                  "netcheck does")
+      ->type_name("FILE|URL");
+  cli.app()
+      .add_option("--port", port, "With --derp-map: the port to use instead of 80")
+      ->type_name("PORT")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
   cli.add_json();
   cli.add_timeout("3s", "Per request");
+  cli.set_manual({
+      .description =
+          "derp-captive checks for captive portals and middleboxes the way Tailscale does: a "
+          "GET /generate_204 with a random X-Tailscale-Challenge to every endpoint at once, "
+          "following no redirects. A relay answers 204 with the matching X-Tailscale-Response; "
+          "anything else is a verdict: redirect (a captive portal), body (a portal page or a "
+          "rewriting proxy), missing_header or wrong_header (a middlebox answered), bad_status, "
+          "or no_result (a transport error, which says nothing about a portal).\n\n"
+          "SERVER is host[:port] or http://host[:port][/path]. With --derp-map the endpoints are "
+          "netcheck's: http://<IPv4>/generate_204 of the CanPort80 nodes, at most 5.\n\n"
+          "The exit status is 0 when no endpoint saw a portal, 1 when any did, and that of the "
+          "first error when no endpoint gave a result.",
+      .examples = {{"Check a relay on loopback:", "derp-captive http://127.0.0.1:3340"},
+                   {"Check the nodes of a DERP map, as JSON:",
+                    "derp-captive --derp-map map.json --json"}},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
   if (servers.empty() == map_source.empty()) {
     return cli.fail(Error(ErrorKind::kUsage, "give SERVER(s) or --derp-map, not both or neither"));

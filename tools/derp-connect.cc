@@ -162,11 +162,32 @@ int main(int argc, char** argv) {
   cli.add_timeout("10s", "Give up on one connect after this long");
   int64_t count = 1;
   std::string interval_text = "1s";
-  cli.app().add_option("--count,-c", count, "Connect this many times and summarise")
-      ->check(CLI::PositiveNumber);
+  cli.app()
+      .add_option("--count,-c", count, "Connect this many times and summarise")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cli.app()
       .add_option("--interval,-i", interval_text, "Time between connects (with --count)")
+      ->type_name("DURATION")
       ->default_str("1s");
+  cli.set_manual({
+      .description =
+          "derp-connect connects to a relay and reports each phase of the connect in "
+          "milliseconds: dns, tcp, tls (0 for http://), http (the upgrade, or the WebSocket "
+          "handshake), handshake (ServerKey, ClientInfo, ServerInfo) and total. Then the relay's "
+          "key, protocol version and ServerInfo, the remote and local address, the transport, "
+          "the node used (with --derp-map) and, for TLS, the version, cipher, certificate "
+          "subject, issuer, expiry and its sha256-raw: pin.\n\n"
+          "--count N connects N times, a fresh client each time and --interval apart, and ends "
+          "with a min/avg/max table per phase. --timeout bounds each connect. The exit status "
+          "is 0 when every connect succeeded, else that of the first failure.",
+      .examples = {{"Connect five times and summarise, as JSON:",
+                    "derp-connect http://127.0.0.1:3340 --count 5 --json"},
+                   {"Connect to region 1 of a DERP map:",
+                    "derp-connect --derp-map map.json --region 1"}},
+      .environment = {derp_http_environment()},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
   auto interval = parse_duration(interval_text);
   if (!interval) return cli.fail(interval.error().wrap("--interval"));

@@ -15,8 +15,21 @@ int main(int argc, char** argv) {
   ToolCli cli("derp-keygen", "Generate a DERP node key");
   std::string out;
   bool force = false;
-  cli.app().add_option("--out,-o", out, "Write derper's JSON key file (mode 0600) to FILE");
+  cli.app()
+      .add_option("--out,-o", out, "Write derper's JSON key file (mode 0600) to FILE")
+      ->type_name("FILE");
   cli.app().add_flag("--force", force, "Overwrite --out if it already exists");
+  cli.set_manual({
+      .description =
+          "derp-keygen generates a new DERP node key and prints it: the private key "
+          "(privkey:...) and then the public key (nodekey:...).\n\n"
+          "With --out it writes derper's JSON key file ({\"PrivateKey\": \"privkey:...\"}, mode "
+          "0600) instead and prints only the nodekey:. An existing file is kept unless --force "
+          "is given. With --json no private key is printed when --out is given.",
+      .examples = {{"Print a new key pair:", "derp-keygen"},
+                   {"Write bob's key file, the one derp-recv --key-file reads:",
+                    "derp-keygen --out bob.key"}},
+  });
   cli.add_json();
   if (auto code = cli.parse(argc, argv)) return *code;
 

@@ -154,20 +154,52 @@ int main(int argc, char** argv) {
   std::string peer_text;
   size_t size = 64;
   std::vector<std::string> assert_texts;
-  cli.app().add_option("--count,-c", count, "Number of pings")->check(CLI::PositiveNumber);
-  cli.app().add_option("--interval,-i", interval_text, "Time between pings")->default_str("1s");
-  cli.app().add_option("--peer", peer_text,
-                       "Measure the round trip through the relay to this peer (nodekey:HEX), "
-                       "which must run `derp-recv --echo` on the same relay");
+  cli.app()
+      .add_option("--count,-c", count, "Number of pings")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cli.app()
+      .add_option("--interval,-i", interval_text, "Time between pings")
+      ->type_name("DURATION")
+      ->default_str("1s");
+  cli.app()
+      .add_option("--peer", peer_text,
+                  "Measure the round trip through the relay to this peer (nodekey:HEX), "
+                  "which must run `derp-recv --echo` on the same relay")
+      ->type_name("KEY");
   auto* size_opt = cli.app()
                        .add_option("--size,-s", size, "--peer: packet size in bytes (32..65536)")
+                       ->type_name("BYTES")
                        ->check(CLI::Range(kProbeHeader, kMaxPacketSize))
                        ->capture_default_str();
   cli.app()
       .add_option("--assert", assert_texts,
                   "CI gate, e.g. 'loss==0,p99<5ms' (repeatable; all must hold). Metrics: " +
                       describe_metrics(ping_metrics()))
+      ->type_name("EXPR")
       ->allow_extra_args(false);  // one EXPR per --assert: SERVER may follow it
+  cli.set_manual({
+      .description =
+          "Without --peer, derp-ping sends DERP Ping frames to the relay and times the Pongs, "
+          "like ping(8): \"pong from http://127.0.0.1:3340/derp seq=1 time=0.213 ms\". Then it "
+          "prints sent, received, loss and the round trips' min/avg/max/p50/p90/p99 and jitter.\n\n"
+          "With --peer nodekey:HEX it measures the round trip through the relay to a peer "
+          "running \"derp-recv --echo\" on the same relay: each probe is a DERP packet of --size "
+          "bytes, and only its echo counts. A peer the relay does not know is reported as not "
+          "connected.\n\n"
+          "--timeout bounds the connect and each pong or echo; --interval paces the probes. The "
+          "exit status is 0 when every probe was answered and 1 when any was lost; with --assert "
+          "the assertions alone decide between 0 and 1.",
+      .examples =
+          {{"Five round trips to a relay on loopback, 200 ms apart:",
+            "derp-ping http://127.0.0.1:3340 --count 5 --interval 200ms"},
+           {"A CI gate over a DERP map region, with the result as JSON:",
+            "derp-ping --derp-map map.json --region 1 --assert 'loss==0,p99<5ms' --json"},
+           {"Through the relay to a peer that runs derp-recv --echo:",
+            "derp-ping http://127.0.0.1:3340 --peer nodekey:<the peer's key> --count 20"}},
+      .environment = {derp_http_environment()},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
   auto interval = parse_duration(interval_text);
   if (!interval) return cli.fail(interval.error().wrap("--interval"));

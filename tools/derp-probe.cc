@@ -461,34 +461,49 @@ int main(int argc, char** argv) {
   std::string ca_file;
   cli.app().add_option("--derp-map", maps,
                        "DERP map file or http(s) URL (repeatable; default: Tailscale's public "
-                       "map)");
-  cli.app().add_option("--ca-file", ca_file, "Also trust the CA certificates in this PEM file");
+                       "map)")
+      ->type_name("FILE|URL");
+  cli.app()
+      .add_option("--ca-file", ca_file, "Also trust the CA certificates in this PEM file")
+      ->type_name("FILE");
   cli.add_json();
   cli.add_timeout("5s", "Budget of the whole report (prober: of each check)");
   cli.app().add_flag("--explain", explain, "Say why the preferred region won");
-  cli.app().add_option("--previous", previous_path,
-                       "A previous --json report: its home gets hysteresis");
+  cli.app()
+      .add_option("--previous", previous_path,
+                  "A previous --json report: its home gets hysteresis")
+      ->type_name("FILE");
   cli.app().add_flag("--prober", prober, "Prober mode: TLS, STUN, DERP and send/recv checks");
   cli.app().add_flag("--once", once, "Prober: run every check once, print a table, exit 0/1");
-  cli.app().add_option("--listen", listen, "Prober: serve /metrics on HOST:PORT");
-  cli.app().add_option("--interval", interval_text, "Prober: time between rounds")
+  cli.app()
+      .add_option("--listen", listen, "Prober: serve /metrics on HOST:PORT")
+      ->type_name("HOST:PORT");
+  cli.app()
+      .add_option("--interval", interval_text, "Prober: time between rounds")
+      ->type_name("DURATION")
       ->default_str("30s");
-  cli.app().add_option("--cert-warn-days", warn_days,
-                       "Prober: fail the tls check when the certificate expires sooner")
+  cli.app()
+      .add_option("--cert-warn-days", warn_days,
+                  "Prober: fail the tls check when the certificate expires sooner")
+      ->type_name("N")
       ->default_str("14");
   cli.app().add_option("--captive-port", captive_port,
                        "Port of the captive-portal check's http://<IPv4>/generate_204 "
                        "(run when no UDP answer came)")
+      ->type_name("PORT")
       ->default_str("80")
       ->check(CLI::Range(1, 65535));
   cli.app().add_flag("--no-sendrecv", no_mesh, "Prober: skip the send/recv pair checks");
   cli.app()
       .add_option("--bw-size,--bw-probe-size-bytes", bw_size,
                   "Prober: bandwidth probe of this many bytes per node pair of a region (0 = off)")
+      ->type_name("BYTES")
       ->default_str("0")
       ->check(CLI::Range(int64_t{0}, kMaxBwSize));
-  cli.app().add_option("--bw-interval", bw_interval_text,
-                       "Prober --listen: time between bandwidth probes (default: every round)");
+  cli.app()
+      .add_option("--bw-interval", bw_interval_text,
+                  "Prober --listen: time between bandwidth probes (default: every round)")
+      ->type_name("DURATION");
   std::vector<std::string> assert_texts;
   cli.app()
       .add_option("--assert", assert_texts,
@@ -496,13 +511,41 @@ int main(int argc, char** argv) {
                   "(repeatable; all must hold). Metrics: " +
                       describe_metrics(report_metrics()) +
                       ". With --prober --once: " + describe_metrics(prober_metrics()))
+      ->type_name("EXPR")
       ->allow_extra_args(false);
   std::string lint_map;
   bool lint_active = false;
   CLI::App* lint = cli.app().add_subcommand("lint", "Check a DERP map; exit 1 on findings");
-  lint->add_option("MAP", lint_map, "DERP map file or http(s) URL")->required();
+  lint->add_option("MAP", lint_map, "DERP map file or http(s) URL")
+      ->type_name("FILE|URL")
+      ->required();
   lint->add_flag("--active", lint_active, "Also try a TCP connect to every DERP port");
   lint->fallthrough();  // --json, --timeout, --ca-file may follow MAP
+  cli.set_manual({
+      .description =
+          "derp-probe is three tools over a DERP map: netcheck, a DERP map linter and a prober, "
+          "standalone counterparts of \"tailscale netcheck\" (which needs tailscaled) and "
+          "Tailscale's cmd/derpprobe.\n\n"
+          "Without a subcommand it runs netcheck: STUN to every region (an HTTPS fallback when "
+          "UDP is blocked), the preferred region with --explain saying why it won, and the "
+          "captive-portal check when no UDP answer came. The exit status is 0 when some region "
+          "answered and 1 when none did.\n\n"
+          "\"derp-probe lint MAP\" prints one line per finding, \"<where>: <code>: <message>\", "
+          "and exits 1 when there is any; --active also tries a TCP connect to every DERP "
+          "port.\n\n"
+          "--prober runs the checks of every node (tls, stun4/stun6, derp, and sendrecv between "
+          "the node pairs of a region; bw with --bw-size): with --once a table and exit status "
+          "1 when a check failed, with --listen forever, serving Prometheus text on /metrics.\n\n"
+          "--derp-map defaults to Tailscale's public map, https://login.tailscale.com/derpmap/"
+          "default; later maps' regions replace earlier ones.",
+      .examples = {{"Netcheck over a map, saying why the preferred region won:",
+                    "derp-probe --derp-map map.json --explain"},
+                   {"Lint a map:", "derp-probe lint map.json"},
+                   {"The prober's one-shot check, for CI:",
+                    "derp-probe --derp-map map.json --prober --once"},
+                   {"Serve the prober's metrics on loopback:",
+                    "derp-probe --derp-map map.json --prober --listen 127.0.0.1:9101"}},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
 
   if (lint->parsed() && !assert_texts.empty()) {

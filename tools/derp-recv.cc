@@ -35,8 +35,29 @@ int main(int argc, char** argv) {
   bool echo = false;
   cli.app()
       .add_option("--count,-n", count, "Exit after N packets (0 = until the timeout)")
-      ->check(CLI::NonNegativeNumber);
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cli.app().add_flag("--echo", echo, "Send every packet back to its source");
+  cli.set_manual({
+      .description =
+          "derp-recv connects to a relay and prints each packet it receives: the source key and "
+          "the payload (as text when it is printable UTF-8, else in hex). Once connected it "
+          "prints a ready line on standard error, \"derp-recv: ready as nodekey:... on URL\" "
+          "(with --json a {\"event\":\"ready\"} line on standard output), so that a script knows "
+          "when to send.\n\n"
+          "--count N exits 0 after N packets; --timeout counts from ready for the whole run, "
+          "and exit status 8 says the N packets did not arrive in time (with --count 0 it "
+          "receives until the timeout and exits 0).\n\n"
+          "--echo sends every packet back to its source: the far end of derp-ping --peer. With "
+          "--echo and neither --count nor --timeout it serves until SIGINT or SIGTERM.",
+      .examples = {{"Receive one packet as bob, as JSON lines:",
+                    "derp-recv http://127.0.0.1:3340 --key-file bob.key --count 1 --timeout 30s "
+                    "--json"},
+                   {"Echo packets back for derp-ping --peer until interrupted:",
+                    "derp-recv http://127.0.0.1:3340 --key-file bob.key --echo"}},
+      .environment = {derp_http_environment()},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
   // An echo responder serves until stopped unless told otherwise.
   const bool forever = echo && cli.app().count("--timeout") == 0;

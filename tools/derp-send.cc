@@ -37,9 +37,30 @@ int main(int argc, char** argv) {
   cli.add_json();
   cli.add_timeout("10s", "Connect timeout");
   std::string to_text, data_text, file;
-  cli.app().add_option("--to", to_text, "Destination public key (nodekey:HEX)")->required();
+  cli.app()
+      .add_option("--to", to_text, "Destination public key (nodekey:HEX)")
+      ->type_name("KEY")
+      ->required();
   auto* data_opt = cli.app().add_option("--data", data_text, "Packet payload (text)");
-  cli.app().add_option("--file", file, "Read the payload from FILE")->excludes(data_opt);
+  cli.app()
+      .add_option("--file", file, "Read the payload from FILE")
+      ->type_name("FILE")
+      ->excludes(data_opt);
+  cli.set_manual({
+      .description =
+          "derp-send connects to a relay, sends one packet to the peer --to names, and confirms "
+          "with a Ping/Pong that the relay has read it before it exits. The payload is --data, "
+          "the contents of --file, or else standard input; at most 65536 bytes.\n\n"
+          "Without --key-file the packet comes from a fresh ephemeral key. --timeout bounds the "
+          "connect.",
+      .examples = {{"Send a text to bob, who runs derp-recv with his key:",
+                    "derp-send http://127.0.0.1:3340 --key-file alice.key --to nodekey:<bob's key> "
+                    "--data 'hi bob'"},
+                   {"Send a file's contents and report as JSON:",
+                    "derp-send http://127.0.0.1:3340 --to nodekey:<bob's key> --file payload.bin "
+                    "--json"}},
+      .environment = {derp_http_environment()},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
 
   auto dst = NodePublic::parse_any(to_text);

@@ -123,27 +123,35 @@ int main(int argc, char** argv) {
     return app.add_option(name, value, help)->check(CLI::NonNegativeNumber);
   };
   app.add_option("-a,--addr", addr, "Listen address host:port (port 0 = any free port)")
+      ->type_name("HOST:PORT")
       ->capture_default_str();
   app.add_option("-c,--config", key_file,
                  "Relay key file, derper's JSON format; created (mode 0600) if missing. "
                  "Default: derper.key in the current directory")
+      ->type_name("FILE")
       ->capture_default_str();
-  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key");
+  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key")
+      ->type_name("FILE");
   app.add_option("--mesh-with", mesh_with,
                  "Relays to mesh with, comma-separated (derper's --mesh-with): host:port, "
                  "host/dialhost, or http(s):// URLs; this relay's own address is skipped. "
                  "Needs --mesh-psk-file")
+      ->type_name("RELAYS")
       ->delimiter(',');
-  non_negative("--threads", threads, "Event loops (0 = one per core)");
+  non_negative("--threads", threads, "Event loops (0 = one per core)")
+      ->type_name("N")
+      ->capture_default_str();
   app.add_flag("-v,--verbose", verbose, "Log every connection");
   app.add_flag("--stun", stun, "Run the STUN server (UDP, same host as --addr); --stun=false: off")
       ->capture_default_str();
   app.add_option("--stun-port", stun_port, "STUN UDP port (0 = any free port)")
+      ->type_name("PORT")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   app.add_option("--metrics-addr", metrics_addr,
                  "Also serve GET /metrics (Prometheus text) on this host:port, plain HTTP, "
-                 "to anyone who can reach it (port 0 = any free port)");
+                 "to anyone who can reach it (port 0 = any free port)")
+      ->type_name("HOST:PORT");
   // ---- TLS / --http-port (derper's -certmode, -certdir, -hostname, -http-port).
   std::string cert_mode;  // "" = plain HTTP on -a (derper --dev); derper's default is letsencrypt
   std::string cert_dir;
@@ -152,47 +160,98 @@ int main(int argc, char** argv) {
   app.add_option("--certmode", cert_mode,
                  "\"manual\": serve TLS on --addr with CERTDIR/HOSTNAME.crt and .key (self-signed "
                  "and generated when HOSTNAME is an IP and the files are missing). Default: plain "
-                 "HTTP. \"letsencrypt\" is not supported");
-  app.add_option("--certdir", cert_dir, "Directory of HOSTNAME.crt/.key (with --certmode manual)");
+                 "HTTP. \"letsencrypt\" is not supported")
+      ->type_name("MODE");
+  app.add_option("--certdir", cert_dir, "Directory of HOSTNAME.crt/.key (with --certmode manual)")
+      ->type_name("DIR");
   app.add_option("--hostname", hostname,
-                 "TLS hostname or IP: names the cert files, must match the certificate");
+                 "TLS hostname or IP: names the cert files, must match the certificate")
+      ->type_name("NAME");
   app.add_option("--http-port", http_port,
                  "With TLS: plain-HTTP port on --addr's host (/generate_204, /debug/, else 302 to "
                  "https); -1 = none, 0 = any free port")
+      ->type_name("PORT")
       ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
   app.add_option("--verify-client-url", verify_url,
                  "Admission controller: POST {NodePublic, Source} here; 200 {\"Allow\":true} "
-                 "admits");
+                 "admits")
+      ->type_name("URL");
   app.add_flag("--verify-client-url-fail-open", verify_fail_open,
                "Admit clients when the admission URL is unreachable (=false: refuse them)")
       ->capture_default_str();
   app.add_option("--allow-keys", allow_keys,
                  "Only admit the node keys in this file (nodekey:HEX per line, # comments); "
-                 "re-read on SIGHUP");
+                 "re-read on SIGHUP")
+      ->type_name("FILE");
   non_negative("--accept-connection-limit", accept_limit,
-               "Accepted connections per second (0 = unlimited); excess ones are closed");
+               "Accepted connections per second (0 = unlimited); excess ones are closed")
+      ->type_name("RATE");
   non_negative("--accept-connection-burst", accept_burst,
-               "Burst for --accept-connection-limit (default: 1)");
-  for (auto& d : durations) app.add_option(d.flag, d.text, d.help)->capture_default_str();
+               "Burst for --accept-connection-limit (default: 1)")
+      ->type_name("N");
+  for (auto& d : durations) {
+    app.add_option(d.flag, d.text, d.help)->type_name("DURATION")->capture_default_str();
+  }
   app.add_option("--max-header-bytes", max_header_bytes, "Largest HTTP request head accepted")
+      ->type_name("BYTES")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 20))
       ->capture_default_str();
   app.add_option("--tcp-rcvbuf", tcp_rcvbuf,
                  "SO_RCVBUF of accepted sockets in bytes (0 = kernel autotuning); bounds how much "
                  "an overloaded relay's senders can queue (latency) at a cost in long-RTT "
                  "throughput")
+      ->type_name("BYTES")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   non_negative("--client-rate-bytes-per-sec", rate,
-               "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)");
+               "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")
+      ->type_name("BYTES");
   non_negative("--client-rate-burst-bytes", rate_burst,
-               "Token bucket burst (at least 65568, one largest frame)");
+               "Token bucket burst (at least 65568, one largest frame)")
+      ->type_name("BYTES");
   app.add_option("--bootstrap-dns-names", bootstrap_names,
-                 "Comma-separated names served at /bootstrap-dns");
+                 "Comma-separated names served at /bootstrap-dns")
+      ->type_name("NAMES");
   app.add_option("--fault", faults,
                  "Fault injection at start: drop=PERCENT, latency=DURATION, health=TEXT "
-                 "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)");
+                 "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)")
+      ->type_name("SPEC");
+  std::string refused;
+  for (const auto& [flag, why] : derper_policy().refused) {
+    refused += (refused.empty() ? "" : "; ") + ("-" + flag + " (" + why + ")");
+  }
+  cli.set_manual({
+      .description =
+          "derp-serve runs a DERP relay: the protocol, routing and limits of Tailscale's derper, "
+          "its STUN server on UDP, mesh forwarding with other relays (--mesh-with), an admission "
+          "URL or key list, and Prometheus metrics. It serves plain HTTP on --addr, or TLS as "
+          "derper's --certmode manual; with an IP --hostname and no certificate files it "
+          "generates a self-signed certificate and prints its sha256-raw: pin for a DERP map's "
+          "CertName.\n\n"
+          "On start it prints one line on standard output, which scripts parse: \"derp-serve: "
+          "listening on http(s)://H:P/derp key nodekey:...\", followed by the pin, the "
+          "--http-port, STUN and metrics listeners when they run. SIGHUP re-reads --allow-keys "
+          "and the certificate files. SIGINT and SIGTERM send every client a ServerRestarting "
+          "frame (--restart-reconnect-in, --restart-try-for), close every connection within 2 "
+          "s, and exit 0.\n\n"
+          "Faults for tests (drop, latency, health at start; close, stall, churn, restart and "
+          "clear while running) are injected with --fault or POST /debug/fault?SPEC from "
+          "loopback.",
+      .examples = {{"A relay on loopback, its key file created on first start, with metrics:",
+                    "derp-serve -a 127.0.0.1:3340 -c derper.key --metrics-addr 127.0.0.1:9100"},
+                   {"TLS with a generated self-signed certificate for an IP:",
+                    "derp-serve -a 127.0.0.1:8443 --certmode manual --certdir certs --hostname "
+                    "127.0.0.1"},
+                   {"Any free ports, as tests use it (the stdout line names them):",
+                    "derp-serve -a 127.0.0.1:0 --stun-port 0"}},
+      .options_note =
+          "derp-serve takes derper's flags as Go's flag package does: every long flag below "
+          "may also be written with one dash (-stun-port 0, as derper spells it), as -name "
+          "value or -name=value, and booleans as -stun or -stun=false. derper flags it does "
+          "not implement are refused with exit status 2, naming them:\n\n" +
+          refused + ".",
+  });
   if (auto code = cli.parse(args.argc(), args.argv())) return *code;
 
   for (const auto& d : durations) {

@@ -670,11 +670,14 @@ int main(int argc, char** argv) {
   bool check = false;
   int64_t count = 0;
   auto& app = cli.app();
-  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key");
-  app.add_option("--mesh-key", mesh_hex, "The mesh key as 64 hex digits");
+  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key")
+      ->type_name("FILE");
+  app.add_option("--mesh-key", mesh_hex, "The mesh key as 64 hex digits")->type_name("HEX");
   app.add_flag("--once", once, "Print each relay's current peer list and exit");
   app.add_option("--count,-n", count, "Exit after N live add/gone events (0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("--check-mesh", check,
                "Send between fresh clients on every ordered pair of relays; print the matrix");
   // Every SERVER is dialled with the same --ca-file / --insecure / --cert-name, --proxy and
@@ -684,6 +687,29 @@ int main(int argc, char** argv) {
   cli.add_timeout("10s",
                   "--once / --check-mesh: give up after this long (per pair with --check-mesh); "
                   "live: stop after this long (default: run until interrupted)");
+  cli.set_manual({
+      .description =
+          "derp-watch shows who is connected to one or more relays, live: the watch-connection "
+          "loop of derper's mesh client made visible, so it needs the relays' mesh key "
+          "(--mesh-psk-file or --mesh-key). Per relay it prints the initial peer list, then "
+          "every add and gone event with a UTC timestamp; with several relays also a merged "
+          "view that marks a regular key seen on more than one relay. A broken connection is "
+          "reconnected with backoff and resynced.\n\n"
+          "--once prints the lists and exits; --count N exits after N live events; --timeout "
+          "in live mode stops after that long. Without either it runs until SIGINT or SIGTERM.\n\n"
+          "--check-mesh sends a packet between fresh clients for every ordered pair of the "
+          "given relays and prints the matrix of latencies (FAIL where nothing arrived); with "
+          "the mesh key it also checks that every relay's peer list shows a mesh link from each "
+          "other relay. It exits 0 when every pair delivers and 1 otherwise.\n\n"
+          "With --derp-map and --region every node of the region that is not STUNOnly is one "
+          "relay, named by its Name.",
+      .examples = {{"Print a relay's current peer list and exit:",
+                    "derp-watch http://127.0.0.1:3340 --mesh-psk-file mesh.key --once"},
+                   {"Check that two meshed relays forward to each other:",
+                    "derp-watch --check-mesh --mesh-psk-file mesh.key http://127.0.0.1:3340 "
+                    "http://127.0.0.1:3341"}},
+      .environment = {derp_http_environment()},
+  });
   if (auto code = cli.parse(argc, argv)) return *code;
   const bool timeout_given = app.count("--timeout") > 0;
 

@@ -421,7 +421,7 @@ TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
   // a stalled one (docs/BENCHMARKS.md, session 5).
   EXPECT_EQ(ServerOptions{}.queue_wait, 50ms);
   auto help = run_tool("derp-serve", {"--help"});
-  EXPECT_NE(help.out.find("--queue-wait TEXT=50ms"), std::string::npos)
+  EXPECT_NE(help.out.find("--queue-wait DURATION=50ms"), std::string::npos)
       << help.out;
   auto bad = run_tool("derp-serve", {"-c", dir_ + "/derper.key", "--queue-wait", "soon"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;

@@ -10,17 +10,46 @@
 
 namespace derp::tools {
 
+namespace {
+
+// Thrown by the hidden --help-man / --completion as soon as CLI11 meets them (before it checks
+// required options), caught in parse(): what to print.
+struct GeneratedOutputRequest {
+  std::string kind;  // "man", "bash", "zsh"
+};
+
+}  // namespace
+
 ToolCli::ToolCli(std::string name, std::string description)
     : name_(std::move(name)), app_(std::move(description), name_) {
   app_.set_version_flag("--version", name_ + " " + DERP_VERSION_STRING,
                         "Print the version and exit");
+  // Group "": not in --help (nor in the page they generate).
+  app_.add_flag_callback(
+          "--help-man", [] { throw GeneratedOutputRequest{"man"}; },
+          "Print the man page (roff) and exit")
+      ->group("")
+      ->trigger_on_parse();
+  app_.add_option_function<std::string>(
+          "--completion", [](const std::string& shell) { throw GeneratedOutputRequest{shell}; },
+          "Print the bash or zsh completion script and exit")
+      ->check(CLI::IsMember({"bash", "zsh"}))
+      ->type_name("SHELL")
+      ->group("")
+      ->trigger_on_parse();
+}
+
+void ToolCli::set_manual(Manual manual) {
+  manual_ = std::move(manual);
+  app_.footer(help_footer(manual_));
 }
 
 void ToolCli::add_server(bool required) {
   has_server_ = true;
   server_required_ = required;
   app_.add_option("SERVER", server_,
-                  "DERP server URL: http(s)://host[:port][/derp] (or use --derp-map and --region)");
+                  "DERP server URL: http(s)://host[:port][/derp] (or use --derp-map and --region)")
+      ->type_name("URL");
   add_dial_flags("Dial a region of this DERP map (JSON file, or http(s):// URL) instead of SERVER",
                  "With --derp-map: the RegionID to dial");
 }
@@ -30,18 +59,20 @@ void ToolCli::add_servers(std::vector<std::string>& servers) {
   servers_ = &servers;
   app_.add_option("SERVER", servers,
                   "Relay URLs: http(s)://host[:port][/derp] (one or more; or use --derp-map and "
-                  "--region)");
+                  "--region)")
+      ->type_name("URL");
   add_dial_flags("Use every DERP node (non-STUNOnly) of a region of this DERP map (JSON file, or "
                  "http(s):// URL) instead of SERVERs",
                  "With --derp-map: the RegionID whose nodes to use");
 }
 
 void ToolCli::add_dial_flags(std::string map_help, std::string region_help) {
-  app_.add_option("--derp-map", derp_map_, std::move(map_help));
-  app_.add_option("--region", region_, std::move(region_help));
+  app_.add_option("--derp-map", derp_map_, std::move(map_help))->type_name("FILE|URL");
+  app_.add_option("--region", region_, std::move(region_help))->type_name("ID");
   app_.add_option("--proxy", proxy_,
                   "Connect through this HTTP proxy (http://[user:pass@]host:port, CONNECT); "
-                  "default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment");
+                  "default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment")
+      ->type_name("URL");
   app_.add_flag("--websocket", websocket_,
                 "Carry DERP in WebSocket binary messages (subprotocol derp) instead of the "
                 "Upgrade: DERP stream");
@@ -50,21 +81,24 @@ void ToolCli::add_dial_flags(std::string map_help, std::string region_help) {
 
 void ToolCli::add_tls() {
   app_.add_option("--ca-file", ca_file_,
-                  "https://: also trust the CA certificates in this PEM file");
+                  "https://: also trust the CA certificates in this PEM file")
+      ->type_name("FILE");
   app_.add_flag("--insecure", insecure_,
                 "https://: do not verify the relay's certificate (testing only)");
   app_.add_option("--cert-name", cert_name_,
                   "https://: NAME the certificate must be valid for instead of the URL's host, "
-                  "or sha256-raw:HEX to pin the certificate's SHA-256");
+                  "or sha256-raw:HEX to pin the certificate's SHA-256")
+      ->type_name("NAME");
 }
 
 void ToolCli::add_server_key() {
   app_.add_option("--server-key", server_key_text_,
-                  "Expected server public key (nodekey:HEX); the handshake fails otherwise");
+                  "Expected server public key (nodekey:HEX); the handshake fails otherwise")
+      ->type_name("KEY");
 }
 
 void ToolCli::add_key_file(std::string help) {
-  app_.add_option("--key-file", key_file_, std::move(help));
+  app_.add_option("--key-file", key_file_, std::move(help))->type_name("FILE");
 }
 
 void ToolCli::add_json() {
@@ -74,12 +108,24 @@ void ToolCli::add_json() {
 void ToolCli::add_timeout(std::string default_value, std::string help) {
   timeout_text_ = std::move(default_value);
   has_timeout_ = true;
-  app_.add_option("--timeout", timeout_text_, std::move(help))->default_str(timeout_text_);
+  app_.add_option("--timeout", timeout_text_, std::move(help))
+      ->type_name("DURATION")
+      ->default_str(timeout_text_);
 }
 
 std::optional<int> ToolCli::parse(int argc, char** argv) {
   try {
     app_.parse(argc, argv);
+  } catch (const GeneratedOutputRequest& request) {
+    if (request.kind == "man") {
+      std::cout << render_man_page(app_, manual_);
+    } else if (request.kind == "bash") {
+      std::cout << render_bash_completion(app_);
+    } else {
+      std::cout << render_zsh_completion(app_);
+    }
+    std::cout << std::flush;
+    return kExitOk;
   } catch (const CLI::CallForHelp& e) {
     return app_.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/manual.h"
 #include "derp/key.h"
 #include "derp/result.h"
 
@@ -37,8 +38,14 @@ class ToolCli {
   void add_json();                      // --json
   void add_timeout(std::string default_value, std::string help);  // --timeout DURATION
 
+  // The man page's prose (DESCRIPTION, EXAMPLES, ...); the examples also end --help. The page
+  // itself (--help-man) and the completions (--completion bash|zsh), hidden from --help, are
+  // generated from the options the tool defined before parse().
+  void set_manual(Manual manual);
+
   // Parses argv and the shared flags' values. std::nullopt: go on. Otherwise the exit code to
-  // return now: 0 after --help/--version, 2 after a usage error (printed as one line).
+  // return now: 0 after --help/--version/--help-man/--completion, 2 after a usage error
+  // (printed as one line).
   std::optional<int> parse(int argc, char** argv);
 
   const std::string& server() const { return server_; }
@@ -71,6 +78,7 @@ class ToolCli {
 
   std::string name_;
   CLI::App app_;
+  Manual manual_;
   std::string server_;
   std::string server_key_text_;
   std::optional<NodePublic> server_key_;

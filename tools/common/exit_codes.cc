@@ -29,6 +29,33 @@ int exit_code_for(ErrorKind kind) {
   return kExitInternal;
 }
 
+std::vector<ExitCodeDoc> exit_code_docs() {
+  std::vector<ExitCodeDoc> rows = {
+      {kExitOk, {}, "success"},
+      {kExitCheckFailed, {kCheckLayer},
+       "the tool ran, but what it checked failed: lost pings, a violated --assert"},
+      {kExitUsage, {}, "bad flag, argument, key, key file, --assert expression or configuration"},
+      {kExitDns, {}, "the relay's name did not resolve"},
+      {kExitConnect, {}, "TCP connect failed (refused, unreachable); for derp-serve: cannot listen"},
+      {kExitTls, {}, "TLS handshake or certificate verification failed"},
+      {kExitHttp, {},
+       "the relay answered with an HTTP error, refused the upgrade, or spoke malformed HTTP"},
+      {kExitProtocol, {},
+       "DERP handshake or framing violation: bad magic, server-key mismatch, undecryptable box"},
+      {kExitTimeout, {}, "a deadline passed (connect, upgrade response, pong, packet)"},
+      {kExitIo, {}, "an established connection broke (closed: the client was closed under the tool)"},
+      {kExitInternal, {}, "a bug or resource exhaustion"},
+  };
+  for (int k = static_cast<int>(ErrorKind::kUsage); k <= static_cast<int>(ErrorKind::kInternal);
+       ++k) {
+    const auto kind = static_cast<ErrorKind>(k);
+    for (auto& row : rows) {
+      if (row.code == exit_code_for(kind)) row.layers.emplace_back(error_kind_name(kind));
+    }
+  }
+  return rows;
+}
+
 namespace {
 
 bool contains(const std::string& s, std::string_view what) {

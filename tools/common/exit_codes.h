@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "derp/result.h"
 
@@ -23,6 +24,16 @@ enum ExitCode : int {
 
 // The exit code for a library error kind.
 int exit_code_for(ErrorKind kind);
+
+// One row of the documented table (docs/CLI.md, the man pages' EXIT STATUS): the code, the
+// --json error.layer names that exit with it (derived from exit_code_for(), so the table cannot
+// drift from what the tools do), and what it means.
+struct ExitCodeDoc {
+  int code;
+  std::vector<std::string> layers;
+  std::string meaning;
+};
+std::vector<ExitCodeDoc> exit_code_docs();
 
 // The "layer" of a check failure (exit 1) in --json: what the tool measured was not good enough
 // (lost pings, a violated --assert). Not a library ErrorKind: the library never fails that way.

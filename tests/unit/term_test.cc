@@ -92,6 +92,11 @@ TEST(TermPalette, PaintsWithSgrOnlyWhenEnabled) {
 struct FakeLine {
   explicit FakeLine(bool enabled = true, int columns = 0)
       : line(out, enabled, "tool", columns, [this] { return now; }) {}
+  // Starts the line and drops its first draw.
+  void start_unseen(std::string text) {
+    line.start(std::move(text));
+    take();
+  }
   std::string take() {
     std::string s = out.str();
     out.str("");
@@ -119,8 +124,7 @@ TEST(TermProgressLine, DrawsInPlaceAndErasesWhenFinished) {
 
 TEST(TermProgressLine, RedrawsAtMostEveryHundredMilliseconds) {
   FakeLine f;
-  f.line.start("a");
-  f.take();
+  f.start_unseen("a");
   f.now += 30ms;
   f.line.update("b");
   f.now += 30ms;
@@ -139,8 +143,7 @@ TEST(TermProgressLine, RedrawsAtMostEveryHundredMilliseconds) {
 
 TEST(TermProgressLine, PrintsAboveOnACleanLineAndTheNextTickDrawsAgain) {
   FakeLine f;
-  f.line.start("a");
-  f.take();
+  f.start_unseen("a");
   f.line.print_above([&] { f.out << "tool: a note\n"; });
   EXPECT_EQ(f.take(), "\r\x1b[Ktool: a note\n");
   f.line.print_above([&] { f.out << "another\n"; });

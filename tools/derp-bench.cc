@@ -7,6 +7,7 @@
 // mode runs over --websocket and/or through --proxy URL (or HTTPS_PROXY / HTTP_PROXY).
 // The load engine is tools/bench/: pairs of in-process clients (sender → relay → receiver) on
 // Asio event loops, speaking DERP with libderp's codec. docs/CLI.md and docs/BENCHMARKS.md.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
+#include "common/term.h"
 
 namespace {
 
@@ -72,14 +74,16 @@ std::vector<MetricSpec> bench_metrics(Mode mode) {
 
 using Metrics = std::map<std::string, std::optional<double>, std::less<>>;
 
-// Evaluates the assertions over `metrics`; prints each violation on stderr. Returns the report.
-AssertReport check_asserts(const std::vector<Assertion>& asserts, const Metrics& metrics) {
+// Evaluates the assertions over `metrics`; prints each violation on stderr (in `err`'s colour).
+// Returns the report.
+AssertReport check_asserts(const std::vector<Assertion>& asserts, const Metrics& metrics,
+                           const Palette& err) {
   AssertReport report = evaluate_asserts(
       asserts, [&](std::string_view name, std::string_view) -> std::optional<double> {
         auto it = metrics.find(name);
         return it == metrics.end() ? std::nullopt : it->second;
       });
-  for (const auto& v : report.failures()) std::cerr << "derp-bench: " << v << "\n";
+  for (const auto& v : report.failures()) std::cerr << "derp-bench: " << err.bad(v) << "\n";
   return report;
 }
 
@@ -303,12 +307,18 @@ int main(int argc, char** argv) {
     target = std::move(*t);
     if (!cli.json()) print_target(*target);
   }
+  std::fflush(stdout);  // before the progress line shares the terminal
+  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
+  auto progress = ProgressLine::for_stderr(cli.name(), cli.json());
 
   // ---- --idle
   if (idle > 0) {
+    progress.start(fmt::format("idle: opening {} connections, then holding them {}", idle,
+                               format_duration(cfg.duration)));
     auto r =
         run_idle(*target, static_cast<int>(idle), cfg.threads, cfg.duration,
                  server_pid ? std::optional<pid_t>(static_cast<pid_t>(server_pid)) : std::nullopt);
+    progress.finish();
     if (!r) return cli.fail(r.error());
     const double n = static_cast<double>(r->connections);
     std::optional<double> per_conn;
@@ -317,11 +327,12 @@ int main(int argc, char** argv) {
     }
     const double self_per_conn =
         static_cast<double>(r->self_rss_after_kb - r->self_rss_before_kb) * 1024 / n;
-    const AssertReport report =
-        check_asserts(asserts, {{"connections", n},
-                                {"server_bytes_per_conn", per_conn},
-                                {"client_bytes_per_conn", self_per_conn},
-                                {"open_seconds", r->open_seconds}});
+    const AssertReport report = check_asserts(asserts,
+                                              {{"connections", n},
+                                               {"server_bytes_per_conn", per_conn},
+                                               {"client_bytes_per_conn", self_per_conn},
+                                               {"open_seconds", r->open_seconds}},
+                                              err);
     if (cli.json()) {
       auto j = json_ok();
       j["mode"] = "idle";
@@ -353,8 +364,10 @@ int main(int argc, char** argv) {
 
   // ---- --connect-storm
   if (storm > 0) {
+    progress.start(fmt::format("connect storm: {} connections, {} at a time", storm, concurrency));
     auto r = run_connect_storm(*target, static_cast<int>(storm), static_cast<int>(concurrency),
                                cfg.threads);
+    progress.finish();
     if (!r) return cli.fail(r.error());
     const int ok = r->connections - r->failed;
     const double rate = static_cast<double>(ok) / r->seconds;
@@ -363,10 +376,14 @@ int main(int argc, char** argv) {
       if (!measured) return std::nullopt;
       return ms(q >= 1 ? r->handshake.max() : r->handshake.quantile(q));
     };
-    const AssertReport report = check_asserts(
-        asserts, {{"connections", r->connections},     {"failed", r->failed},
-                  {"conns_per_second", rate},           {"handshake_p50", hs(0.50)},
-                  {"handshake_p99", hs(0.99)},          {"handshake_max", hs(1)}});
+    const AssertReport report = check_asserts(asserts,
+                                              {{"connections", r->connections},
+                                               {"failed", r->failed},
+                                               {"conns_per_second", rate},
+                                               {"handshake_p50", hs(0.50)},
+                                               {"handshake_p99", hs(0.99)},
+                                               {"handshake_max", hs(1)}},
+                                              err);
     if (cli.json()) {
       auto j = r->failed == 0 ? json_ok() : json_error(Error(ErrorKind::kConnect, r->first_error));
       j["mode"] = "connect_storm";
@@ -388,7 +405,12 @@ int main(int argc, char** argv) {
   }
 
   // ---- load (relay or --raw)
+  // The run is the warm-up and the measured time (plus connecting and the drain).
+  progress.start(fmt::format("load: {} pair(s) x {} B, {} warm-up + {} measured", cfg.pairs,
+                             cfg.size, format_duration(cfg.warmup), format_duration(cfg.duration)),
+                 cfg.warmup + cfg.duration);
   auto r = run_load(target ? &*target : nullptr, cfg);
+  progress.finish();
   if (!r) return cli.fail(r.error());
   const double secs = r->seconds;
   const double sent_pps = static_cast<double>(r->sent) / secs;
@@ -407,21 +429,22 @@ int main(int argc, char** argv) {
     if (!have) return std::nullopt;
     return ms(q >= 1 ? h.max() : h.quantile(q));
   };
-  const AssertReport report = check_asserts(
-      asserts, {{"sent_pps", sent_pps},
-                {"delivered_pps", deliv_pps},
-                {"delivered_mbps", deliv_pps * bits / 1e6},
-                {"drop", drop_pct},
-                {"lost", static_cast<double>(r->lost)},
-                {"stalls", static_cast<double>(r->stalls)},
-                {"fairness", fairness},
-                {"p50", lat(r->latency, have_latency, 0.50)},
-                {"p90", lat(r->latency, have_latency, 0.90)},
-                {"p99", lat(r->latency, have_latency, 0.99)},
-                {"p999", lat(r->latency, have_latency, 0.999)},
-                {"max", lat(r->latency, have_latency, 1)},
-                {"ping_p50", lat(r->ping, have_ping, 0.50)},
-                {"ping_p99", lat(r->ping, have_ping, 0.99)}});
+  const AssertReport report = check_asserts(asserts,
+                                            {{"sent_pps", sent_pps},
+                                             {"delivered_pps", deliv_pps},
+                                             {"delivered_mbps", deliv_pps * bits / 1e6},
+                                             {"drop", drop_pct},
+                                             {"lost", static_cast<double>(r->lost)},
+                                             {"stalls", static_cast<double>(r->stalls)},
+                                             {"fairness", fairness},
+                                             {"p50", lat(r->latency, have_latency, 0.50)},
+                                             {"p90", lat(r->latency, have_latency, 0.90)},
+                                             {"p99", lat(r->latency, have_latency, 0.99)},
+                                             {"p999", lat(r->latency, have_latency, 0.999)},
+                                             {"max", lat(r->latency, have_latency, 1)},
+                                             {"ping_p50", lat(r->ping, have_ping, 0.50)},
+                                             {"ping_p99", lat(r->ping, have_ping, 0.99)}},
+                                            err);
   const bool ok = delivered_any && report.ok();
   if (cli.json()) {
     auto j = delivered_any ? json_ok()

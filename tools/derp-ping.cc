@@ -6,6 +6,9 @@
 // times the echoes. Exit 0 when every probe was answered (or, with --assert, when every
 // assertion holds), 1 when some were lost (or an assertion failed), 2 for bad flags, the layered
 // code (3..9) when the connection could not be made.
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +24,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
+#include "common/term.h"
 
 namespace {
 
@@ -338,8 +342,11 @@ int main(int argc, char** argv) {
     print_json_line(j);
   } else {
     std::printf("--- %s ping statistics ---\n", target.c_str());
-    std::printf("%lld sent, %lld received, %.1f%% loss\n", static_cast<long long>(sent),
-                static_cast<long long>(received), loss);
+    const Palette out = palette_for(STDOUT_FILENO, false, cli.no_color());
+    const std::string loss_text = fmt::format("{:.1f}% loss", loss);
+    std::printf("%lld sent, %lld received, %s\n", static_cast<long long>(sent),
+                static_cast<long long>(received),
+                (sent > 0 && received == sent ? out.good(loss_text) : out.bad(loss_text)).c_str());
     if (received > 0) {
       std::printf("rtt min/avg/max/p50/p90/p99/jitter = %.3f/%.3f/%.3f/%.3f/%.3f/%.3f/%.3f ms\n",
                   metric("min"), metric("avg"), metric("max"), metric("p50"), metric("p90"),
@@ -347,7 +354,8 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  for (const auto& v : violations) std::cerr << "derp-ping: " << v << "\n";
+  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
+  for (const auto& v : violations) std::cerr << "derp-ping: " << err.bad(v) << "\n";
   if (!ok && violations.empty()) {
     cli.note(why + (hint.empty() ? "" : " (hint: " + hint + ")"));
   }

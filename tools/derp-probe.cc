@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
+#include "common/term.h"
 #include "derp/derp_map_lint.h"
 #include "derp/netcheck.h"
 #include "derp/prober.h"
@@ -327,9 +329,18 @@ json check_json(const CheckResult& c) {
   return j;
 }
 
-int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
+int prober_once(const ToolCli& cli, const DERPMap& map, ProberOptions po,
                 std::span<const Assertion> asserts) {
+  auto progress = ProgressLine::for_stderr(cli.name(), cli.json());
+  if (progress.enabled()) {
+    po.progress = [&](size_t done, size_t total, const CheckResult& last) {
+      progress.update(fmt::format("prober {}/{} checks, {} {}", done, total, last.name(),
+                                  last.ok ? "ok" : "FAIL"));
+    };
+  }
+  progress.start("prober: running the checks");
   auto results = run_prober_checks(map, po);
+  progress.finish();
   std::vector<const CheckResult*> failed;
   for (const auto& c : results) {
     if (!c.ok) failed.push_back(&c);
@@ -363,14 +374,21 @@ int prober_once(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
     if (!asserts.empty()) j["asserts"] = rep.to_json();
     print_json_line(j);
   } else {
+    const Palette out = palette_for(STDOUT_FILENO, false, cli.no_color());
     std::printf("%-28s %-6s %-10s %s\n", "CHECK", "STATUS", "LATENCY", "DETAIL");
     for (const auto& c : results) {
-      std::printf("%-28s %-6s %-10s %s\n", c.name().c_str(), c.ok ? "ok" : "FAIL",
+      // Padded before painting: the colour's escape bytes take no column.
+      const std::string status = fmt::format("{:<6}", c.ok ? "ok" : "FAIL");
+      std::printf("%-28s %s %-10s %s\n", c.name().c_str(),
+                  (c.ok ? out.good(status) : out.bad(status)).c_str(),
                   c.ok ? fmt::format("{:.1f}ms", c.latency_ms).c_str() : "-", c.detail.c_str());
     }
     std::fflush(stdout);
   }
-  for (const auto* c : failed) cli.note(fmt::format("FAIL {}: {}", c->name(), c->detail));
+  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
+  for (const auto* c : failed) {
+    cli.note(fmt::format("{} {}: {}", err.bad("FAIL"), c->name(), c->detail));
+  }
   note_assert_failures(cli, rep);
   return ok ? kExitOk : kExitCheckFailed;
 }
@@ -590,8 +608,11 @@ int main(int argc, char** argv) {
       }
       print_json_line(j);
     } else {
-      for (const auto& f : findings) std::printf("%s\n", f.line().c_str());
-      if (findings.empty()) std::printf("%s: no findings\n", lint_map.c_str());
+      const Palette out = palette_for(STDOUT_FILENO, false, cli.no_color());
+      for (const auto& f : findings) std::printf("%s\n", out.bad(f.line()).c_str());
+      if (findings.empty()) {
+        std::printf("%s: %s\n", lint_map.c_str(), out.good("no findings").c_str());
+      }
     }
     return findings.empty() ? kExitOk : kExitCheckFailed;
   }
@@ -646,13 +667,18 @@ int main(int argc, char** argv) {
     previous = std::move(*p);
     o.previous = &*previous;
   }
-  const bool live = !cli.json() && ::isatty(STDERR_FILENO);
-  if (live) {
+  auto progress = ProgressLine::for_stderr(cli.name(), cli.json());
+  std::set<int> heard;  // regions that answered or gave up, for "n/N"
+  if (progress.enabled()) {
     o.progress = [&](const ProgressEvent& e) {
-      cli.note(fmt::format("region {}: {}", region_label(*map, e.region_id), e.what));
+      heard.insert(e.region_id);
+      progress.update(fmt::format("netcheck {}/{} regions | region {}: {}", heard.size(),
+                                  map->regions.size(), region_label(*map, e.region_id), e.what));
     };
   }
+  progress.start(fmt::format("netcheck 0/{} regions", map->regions.size()), o.timeout);
   auto report = run_netcheck(*map, o);
+  progress.finish();
   if (!report) return cli.fail(report.error());
   const AssertReport rep = assert_report(*map, *report, asserts);
   // With --assert the assertions decide; without, no region answering at all is the failure

@@ -32,6 +32,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
+#include "common/term.h"
 #include "derp/client.h"
 #include "derp/derp_map.h"
 #include "derp/watch.h"
@@ -440,10 +441,16 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     relays[i].client = std::move(*c);
     if (targets[i].node.empty()) relays[i].url = relays[i].client->server_url();
   }
-  for (auto& r : relays) {
+  auto progress = ProgressLine::for_stderr(cli.name(), cli.json());
+  progress.start(fmt::format("mesh check: connecting to {} relay(s)", n));
+  for (size_t i = 0; i < n; ++i) {
+    Relay& r = relays[i];
+    progress.update(fmt::format("mesh check: connecting to relay {}/{}", i + 1, n));
     if (auto ok = r.client->connect(); !ok) {
       r.error = ok.error();
-      cli.note((r.node.empty() ? r.url : "node " + r.node) + ": " + ok.error().message);
+      progress.print_above([&] {
+        cli.note((r.node.empty() ? r.url : "node " + r.node) + ": " + ok.error().message);
+      });
     } else {
       r.server_key = r.client->server_public_key();
     }
@@ -454,6 +461,7 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
   for (size_t i = 0; i < n; ++i) {
     for (size_t j = 0; j < n; ++j) {
       PairResult& pr = m[i][j];
+      progress.update(fmt::format("mesh check: pair {}/{} ({}->{})", i * n + j + 1, n * n, i, j));
       if (relays[i].error || relays[j].error) {
         pr.error = fmt::format("relay {} unreachable", relays[i].error ? i : j);
         continue;
@@ -504,10 +512,14 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
   if (!mesh.is_zero()) {
     views_agree = true;
     for (size_t j = 0; j < n; ++j) {
+      progress.update(fmt::format("mesh check: peer view of relay {}/{}", j + 1, n));
       json v;
       tag_relay(v, relays[j].url, relays[j].node);
       auto c = new_client(targets[j], mesh, cli, timeout);
-      if (!c) return cli.fail(c.error());
+      if (!c) {
+        progress.finish();
+        return cli.fail(c.error());
+      }
       std::mutex mu;
       std::condition_variable cv;
       std::map<NodePublic, WatchPeer> peers;
@@ -572,6 +584,7 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     }
   }
 
+  progress.finish();
   if (cli.json()) {
     json j = json_ok();
     j["ok"] = failing.empty();
@@ -603,6 +616,7 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     j["views"] = views;
     print_json_line(j);
   } else {
+    const Palette out = palette_for(STDOUT_FILENO, false, cli.no_color());
     std::cout << fmt::format("mesh check of {} relay(s):\n", n);
     for (size_t i = 0; i < n; ++i) {
       std::cout << fmt::format("  [{}] {}{} {}\n", i,
@@ -617,26 +631,29 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     for (size_t a = 0; a < n; ++a) {
       std::cout << fmt::format("  [{}] ", a);
       for (size_t b = 0; b < n; ++b) {
-        std::cout << fmt::format(
-            "{:>10}", m[a][b].delivered
-                          ? fmt::format("{:.2f}ms",
-                                        std::chrono::duration<double, std::milli>(m[a][b].latency)
-                                            .count())
-                          : std::string("FAIL"));
+        // Padded before painting: the colour's escape bytes take no column.
+        if (m[a][b].delivered) {
+          const double ms = std::chrono::duration<double, std::milli>(m[a][b].latency).count();
+          std::cout << out.good(fmt::format("{:>10}", fmt::format("{:.2f}ms", ms)));
+        } else {
+          std::cout << out.bad(fmt::format("{:>10}", "FAIL"));
+        }
       }
       std::cout << "\n";
     }
     if (views_agree) {
-      std::cout << (*views_agree ? "peer views: agree (every relay sees mesh links from all others)\n"
-                                 : "peer views: DISAGREE\n");
+      std::cout << "peer views: "
+                << (*views_agree
+                        ? out.good("agree") + " (every relay sees mesh links from all others)\n"
+                        : out.bad("DISAGREE") + "\n");
       for (auto& p : view_problems) std::cout << "  " << p << "\n";
     } else {
       std::cout << "peer views: not checked (give --mesh-psk-file or --mesh-key)\n";
     }
     if (failing.empty()) {
-      std::cout << "all pairs deliver\n";
+      std::cout << out.good("all pairs deliver") << "\n";
     } else {
-      std::cout << "failing pairs:";
+      std::cout << out.bad("failing pairs:");
       for (auto& f : failing) std::cout << " " << f;
       std::cout << "\n";
       for (size_t a = 0; a < n; ++a) {

@@ -18,6 +18,7 @@
 #include "derp/server.h"
 #include "derp/watch.h"
 #include "support/process.h"
+#include "support/pty.h"
 #include "support/relay_harness.h"
 #include "support/test_ca.h"
 #include "support/tls_proxy.h"
@@ -869,6 +870,59 @@ TEST_F(Mesh3, CheckMeshNamesPairsOfAStoppedRelay) {
             nlohmann::json({"0->1", "1->0", "1->1", "1->2", "2->1"}));
   EXPECT_EQ(j["relays"][1]["error"]["layer"], "connect");
   EXPECT_EQ(j["views_checked"], false);
+}
+
+// ---- --check-mesh on a terminal: a progress line erased before the matrix, coloured verdicts.
+
+TEST_F(Mesh3, CheckMeshOnATerminalShowsProgressAndColoursTheVerdicts) {
+  std::vector<std::string> args = {"--check-mesh", "--mesh-key", psk_.hex()};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto tty = run_tool_on_pty("derp-watch", args);
+  ASSERT_EQ(tty.exit_code, 0) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\r\x1b[Kderp-watch: mesh check: connecting to 3 relay(s)"),
+            std::string::npos)
+      << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\r\x1b[Kmesh check of 3 relay(s):"), std::string::npos)
+      << "erased before the result: " << tty.bytes;
+  EXPECT_NE(tty.bytes.find("peer views: \x1b[32magree\x1b[0m"), std::string::npos) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\x1b[32mall pairs deliver\x1b[0m"), std::string::npos) << tty.bytes;
+  for (const auto& [env, flag] : std::vector<std::pair<EnvChanges, std::string>>{
+           {{{"NO_COLOR", "1"}}, ""}, {{}, "--no-color"}}) {
+    std::vector<std::string> a = args;
+    if (!flag.empty()) a.push_back(flag);
+    auto plain = run_tool_on_pty("derp-watch", a, env);
+    EXPECT_EQ(plain.exit_code, 0) << plain.bytes;
+    EXPECT_NE(plain.bytes.find("peer views: agree"), std::string::npos) << plain.bytes;
+    EXPECT_NE(plain.bytes.find("all pairs deliver"), std::string::npos) << plain.bytes;
+    EXPECT_EQ(plain.bytes.find("m\x1b[0m"), std::string::npos) << plain.bytes;
+    EXPECT_EQ(plain.bytes.find("\x1b[32m"), std::string::npos) << plain.bytes;
+  }
+  // Piped: exactly today's text; --json on the terminal: the JSON line alone.
+  auto piped = run_tool("derp-watch", args);
+  EXPECT_EQ(piped.exit_code, 0);
+  EXPECT_EQ(piped.err, "");
+  EXPECT_EQ(piped.out.find("\x1b"), std::string::npos) << piped.out;
+  args.push_back("--json");
+  auto json_tty = run_tool_on_pty("derp-watch", args);
+  EXPECT_EQ(json_tty.exit_code, 0);
+  EXPECT_EQ(json_tty.bytes.find("\x1b"), std::string::npos) << json_tty.bytes;
+  EXPECT_EQ(json_tty.bytes.rfind("{", 0), 0u) << json_tty.bytes;
+}
+
+TEST_F(Mesh3, CheckMeshOnATerminalErasesItsProgressBeforeANoteAndPaintsFailures) {
+  relays_[1].reset();
+  std::vector<std::string> args = {"--check-mesh", "--timeout", "2s"};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto tty = run_tool_on_pty("derp-watch", args, {}, 60s);
+  ASSERT_EQ(tty.exit_code, 1) << tty.bytes;
+  // The note on relay 1 starts on a clean line, not after the progress text.
+  EXPECT_NE(tty.bytes.find("\r\x1b[Kderp-watch: http://127.0.0.1:" + std::to_string(ports_[1])),
+            std::string::npos)
+      << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\x1b[1;31m      FAIL\x1b[0m"), std::string::npos) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\x1b[1;31mfailing pairs:\x1b[0m 0->1 1->0 1->1 1->2 2->1"),
+            std::string::npos)
+      << tty.bytes;
 }
 
 }  // namespace

@@ -22,9 +22,11 @@
 #include <sstream>
 #include <thread>
 
+#include "derp/prober.h"
 #include "derp/server.h"
 #include "derp/stun.h"
 #include "support/process.h"
+#include "support/pty.h"
 #include "support/relay_harness.h"
 #include "support/tls_proxy.h"
 
@@ -823,85 +825,135 @@ TEST_F(Probe, StunClientMatchesTransactionsRetriesAndUnmapsDualStackAnswers) {
   EXPECT_TRUE(r.at("ipv4").get<bool>());
 }
 
-// ---- Live progress: one line per region as answers arrive when stderr is a terminal.
+// ---- On a terminal: a live progress line (redrawn in place, erased before the report) and
+// coloured verdicts; piped or with --json, neither.
 
-struct ProbeTtyRun {
-  int exit_code = -1;
-  std::string tty;  // what the tool wrote to its terminal (stderr)
-};
+// An SGR colour sequence (ESC[...m); the progress line's erase (ESC[K) is none.
+const std::regex kColour("\x1b\\[[0-9;]*m");
+bool has_colour(const std::string& s) { return std::regex_search(s, kColour); }
 
-// Runs a tool with stderr on a pseudo-terminal and stdout on /dev/null.
-ProbeTtyRun probe_run_with_tty_stderr(const std::string& tool,
-                                      const std::vector<std::string>& args) {
-  ProbeTtyRun out;
-  int master = ::posix_openpt(O_RDWR | O_NOCTTY);
-  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return out;
-  const std::string slave_name = ::ptsname(master);
-  std::vector<std::string> argv_s = {tool_path(tool)};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setsid();
-    int slave = ::open(slave_name.c_str(), O_RDWR);
-    int null = ::open("/dev/null", O_RDWR);
-    if (slave < 0 || null < 0) ::_exit(127);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(slave, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  const auto until = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < until) {
-    pollfd p{master, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        break;
-      }
-      continue;
-    }
-    char buf[4096];
-    ssize_t n = ::read(master, buf, sizeof buf);
-    if (n <= 0) {  // EIO: the terminal's last user closed it
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      break;
-    }
-    out.tty.append(buf, static_cast<size_t>(n));
-  }
-  if (out.exit_code < 0) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  ::close(master);
-  return out;
-}
-
-TEST_F(Probe, LiveProgressOnATerminalQuietWhenPiped) {
-  SilentUdp blocked;
+TEST_F(Probe, NetcheckDrawsLiveProgressOnATerminalQuietWhenPiped) {
+  SilentUdp blocked;  // region 902 answers only over HTTPS, after the STUN timeout
   auto map = write_map(map_json({{902, blocked.port()}}));
-  auto tty = probe_run_with_tty_stderr("derp-probe", {"--derp-map", map, "--timeout", "4s"});
-  ASSERT_EQ(tty.exit_code, 0) << tty.tty;
-  for (const char* line :
-       {"region 900 (r1): stun v4 ", "region 901 (r2): stun v4 ", "region 902 (r3): https "}) {
-    EXPECT_NE(tty.tty.find(line), std::string::npos) << line << "\n" << tty.tty;
-  }
+  auto tty = run_tool_on_pty("derp-probe", {"--derp-map", map, "--timeout", "4s"});
+  ASSERT_EQ(tty.exit_code, 0) << tty.bytes;
+  // Redrawn in place: how many regions, the latest answer, the elapsed time of the budget.
+  EXPECT_NE(tty.bytes.find("\r\x1b[Kderp-probe: netcheck 0/3 regions  0.0s/4.0s"),
+            std::string::npos)
+      << tty.bytes;
+  EXPECT_TRUE(std::regex_search(
+      tty.bytes, std::regex("\r\x1b\\[Kderp-probe: netcheck [12]/3 regions \\| region 90[01] "
+                            "\\(r[12]\\): stun v4 [^\r\n]*s/4\\.0s")))
+      << tty.bytes;
+  // Erased before the report, which starts on a clean line.
+  EXPECT_NE(tty.bytes.find("\r\x1b[KReport:"), std::string::npos) << tty.bytes;
   // The same run piped: the report only, no progress.
   auto piped = run_tool("derp-probe", {"--derp-map", map, "--timeout", "4s"});
   ASSERT_EQ(piped.exit_code, 0) << piped.err;
-  EXPECT_EQ(piped.err.find("stun v4"), std::string::npos) << piped.err;
-  EXPECT_EQ(piped.err.find("https"), std::string::npos) << piped.err;
+  EXPECT_EQ(piped.err, "");
+  EXPECT_EQ(piped.out.find('\r'), std::string::npos) << piped.out;
   // --json on a terminal stays machine-readable: no progress either.
-  auto json_tty =
-      probe_run_with_tty_stderr("derp-probe", {"--derp-map", map, "--timeout", "4s", "--json"});
+  auto json_tty = run_tool_on_pty("derp-probe", {"--derp-map", map, "--timeout", "4s", "--json"});
   EXPECT_EQ(json_tty.exit_code, 0);
-  EXPECT_EQ(json_tty.tty.find("stun v4"), std::string::npos) << json_tty.tty;
+  EXPECT_EQ(json_tty.bytes.find("\x1b"), std::string::npos) << json_tty.bytes;
+  EXPECT_EQ(json_tty.bytes.find("netcheck"), std::string::npos) << json_tty.bytes;
+  EXPECT_EQ(json_tty.bytes.rfind("{", 0), 0u) << json_tty.bytes;
+  // TERM=dumb has no cursor control: no progress line.
+  auto dumb =
+      run_tool_on_pty("derp-probe", {"--derp-map", map, "--timeout", "4s"}, {{"TERM", "dumb"}});
+  EXPECT_EQ(dumb.exit_code, 0);
+  EXPECT_EQ(dumb.bytes.find("\x1b"), std::string::npos) << dumb.bytes;
+  EXPECT_EQ(dumb.bytes.rfind("Report:", 0), 0u) << dumb.bytes;
+}
+
+// The library's progress hook, behind the tool's "prober n/N checks": one call per check as
+// it ends, counting up to the round's size, which is known from the start.
+TEST_F(Probe, ProberReportsEachCheckAsItEnds) {
+  auto map = parse_derp_map(map_json().dump());
+  ASSERT_TRUE(map) << map.error().message;
+  probe::ProberOptions po;
+  po.timeout = 2s;
+  po.bw_size = 1000;
+  std::vector<size_t> done;
+  std::set<size_t> totals;
+  std::multiset<std::string> names;
+  po.progress = [&](size_t d, size_t total, const probe::CheckResult& last) {
+    done.push_back(d);  // one call at a time: no lock needed here
+    totals.insert(total);
+    names.insert(last.name());
+  };
+  auto results = probe::run_prober_checks(*map, po);
+  ASSERT_FALSE(results.empty());
+  EXPECT_EQ(totals, std::set<size_t>{results.size()});
+  ASSERT_EQ(done.size(), results.size());
+  for (size_t i = 0; i < done.size(); ++i) EXPECT_EQ(done[i], i + 1);
+  std::multiset<std::string> want;
+  for (const auto& c : results) want.insert(c.name());
+  EXPECT_EQ(names, want);
+}
+
+TEST_F(Probe, ProberOnceCountsChecksOnATerminalAndColoursPassAndFail) {
+  auto map = write_map(map_json());
+  regions_[2].relay->stop();  // 902's checks fail (STUN after the whole 2 s)
+  const std::vector<std::string> args = {"--prober", "--once",    "--derp-map",
+                                         map,        "--timeout", "2s"};
+  auto tty = run_tool_on_pty("derp-probe", args);
+  ASSERT_EQ(tty.exit_code, 1) << tty.bytes;
+  EXPECT_TRUE(std::regex_search(
+      tty.bytes,
+      std::regex("\r\x1b\\[Kderp-probe: prober [0-9]+/[0-9]+ checks, [a-z0-9]+/90[0-2]/")))
+      << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\r\x1b[KCHECK"), std::string::npos) << "erased before the table";
+  // STATUS column: padded, then painted.
+  EXPECT_TRUE(std::regex_search(tty.bytes, std::regex("tls/900/900a +\x1b\\[32mok    \x1b\\[0m")))
+      << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\x1b[1;31mFAIL  \x1b[0m"), std::string::npos) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("derp-probe: \x1b[1;31mFAIL\x1b[0m derp/902/902a"), std::string::npos)
+      << tty.bytes;
+  // NO_COLOR (any non-empty value) and --no-color: the same text, no colour; progress stays.
+  for (const auto& [env, extra] : std::vector<std::pair<EnvChanges, std::vector<std::string>>>{
+           {{{"NO_COLOR", "1"}}, {}}, {{}, {"--no-color"}}}) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), extra.begin(), extra.end());
+    auto plain = run_tool_on_pty("derp-probe", a, env);
+    EXPECT_EQ(plain.exit_code, 1);
+    EXPECT_FALSE(has_colour(plain.bytes)) << plain.bytes;
+    EXPECT_NE(plain.bytes.find("derp-probe: FAIL derp/902/902a"), std::string::npos) << plain.bytes;
+    EXPECT_NE(plain.bytes.find("\r\x1b[Kderp-probe: prober "), std::string::npos) << plain.bytes;
+  }
+  // Piped: no progress, no colour (ProberOnceFailsNamingTheCheckWhenARelayIsDown reads the
+  // same lines).
+  auto piped = run_tool("derp-probe", args);
+  EXPECT_EQ(piped.exit_code, 1);
+  EXPECT_EQ(piped.err.find("\x1b"), std::string::npos) << piped.err;
+  EXPECT_EQ(piped.out.find("\x1b"), std::string::npos) << piped.out;
+  EXPECT_EQ(piped.err.find("prober "), std::string::npos) << piped.err;
+  auto json_tty = run_tool_on_pty(
+      "derp-probe", {"--prober", "--once", "--derp-map", map, "--timeout", "2s", "--json"});
+  EXPECT_EQ(json_tty.exit_code, 1);
+  EXPECT_EQ(json_tty.bytes.rfind("{", 0), 0u) << "the JSON line first: " << json_tty.bytes;
+  const std::string json_line = json_tty.bytes.substr(0, json_tty.bytes.find('\n'));
+  EXPECT_EQ(json_line.find("\x1b"), std::string::npos) << json_line;
+  EXPECT_EQ(json_tty.bytes.find("\x1b"), std::string::npos) << json_tty.bytes;
+}
+
+TEST_F(Probe, LintColoursItsVerdictOnATerminalOnly) {
+  auto map = write_map(map_json());
+  auto tty = run_tool_on_pty("derp-probe", {"lint", map});
+  ASSERT_EQ(tty.exit_code, 0) << tty.bytes;
+  EXPECT_NE(tty.bytes.find(": \x1b[32mno findings\x1b[0m"), std::string::npos) << tty.bytes;
+  json bad = map_json();
+  bad["Regions"]["900"]["Nodes"][0]["Name"] = "901a";  // duplicate-node-name
+  auto bad_map = write_map(bad, "bad.json");
+  tty = run_tool_on_pty("derp-probe", {"lint", bad_map});
+  EXPECT_EQ(tty.exit_code, 1) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("\x1b[1;31m"), std::string::npos) << tty.bytes;
+  auto plain = run_tool_on_pty("derp-probe", {"lint", bad_map}, {{"NO_COLOR", "yes"}});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_FALSE(has_colour(plain.bytes)) << plain.bytes;
+  auto piped = run_tool("derp-probe", {"lint", bad_map});
+  EXPECT_EQ(piped.exit_code, 1);
+  EXPECT_EQ(piped.out.find("\x1b"), std::string::npos) << piped.out;
 }
 
 // ---- "a list of URLs": several --derp-map sources make one map.

@@ -24,6 +24,8 @@ ToolCli::ToolCli(std::string name, std::string description)
     : name_(std::move(name)), app_(std::move(description), name_) {
   app_.set_version_flag("--version", name_ + " " + DERP_VERSION_STRING,
                         "Print the version and exit");
+  app_.add_flag("--no-color", no_color_,
+                "No colour on a terminal (as NO_COLOR=1; piped output never has any)");
   // Group "": not in --help (nor in the page they generate).
   app_.add_flag_callback(
           "--help-man", [] { throw GeneratedOutputRequest{"man"}; },

@@ -1,5 +1,6 @@
 // The command line shared by every derp-* tool: CLI11 plus the common flags (SERVER,
-// --server-key, --key-file, --json, --timeout, --version), one-line errors and exit codes.
+// --server-key, --key-file, --json, --timeout, --version, --no-color), one-line errors and exit
+// codes.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -50,6 +51,8 @@ class ToolCli {
 
   const std::string& server() const { return server_; }
   bool json() const { return json_; }
+  // --no-color (every tool takes it): no colour even on a terminal (common/term.h).
+  bool no_color() const { return no_color_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
   const std::optional<NodePublic>& server_key() const { return server_key_; }
   const std::string& key_file() const { return key_file_; }
@@ -95,6 +98,7 @@ class ToolCli {
   std::string proxy_;
   bool websocket_ = false;
   bool json_ = false;
+  bool no_color_ = false;
   std::string timeout_text_;
   std::chrono::milliseconds timeout_{0};
   bool has_timeout_ = false;

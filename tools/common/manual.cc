@@ -282,6 +282,12 @@ std::string render_man_page(CLI::App& app, const Manual& manual) {
                      "OpenSSL's trusted roots for https:// relays, instead of the system's; "
                      "--ca-file adds to them.");
   }
+  if (has_option(options, "--no-color")) {
+    env.emplace_back("NO_COLOR",
+                     "Any non-empty value: no colour on a terminal, as --no-color "
+                     "(https://no-color.org). TERM=dumb also turns colour and the live progress "
+                     "line off.");
+  }
   for (const auto& e : manual.environment) env.push_back(e);
   if (!env.empty()) {
     page += ".SH ENVIRONMENT\n";

@@ -17,6 +17,8 @@
 
 namespace derp::probe {
 
+struct CheckResult;
+
 struct ProberOptions {
   std::chrono::milliseconds timeout{5000};  // per check
   int cert_warn_days = 14;                  // a certificate expiring sooner fails "tls"
@@ -31,6 +33,9 @@ struct ProberOptions {
   // (first packet sent to last received, in order and intact) must end within `timeout`.
   // 0 = off.
   int64_t bw_size = 0;
+  // Called as each check ends, one call at a time (from the checking threads): how many of the
+  // round's `total` checks are done and the one that just ended (live TTY output).
+  std::function<void(size_t done, size_t total, const CheckResult& last)> progress;
 };
 
 // Packets a bandwidth probe keeps in flight: below the relay's per-client queue depth (32, as

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <future>
+#include <mutex>
 #include <span>
 
 #include "derp/client.h"
@@ -275,20 +276,48 @@ std::optional<double> CheckResult::bw_mbps() const {
 }
 
 std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptions& o) {
+  auto stun_families = [](const DERPNode& n) {
+    std::vector<IpFamily> out;
+    for (IpFamily f : {IpFamily::kV4, IpFamily::kV6}) {
+      if (node_stun_target(n, f).kind != DialTarget::Kind::kSkip) out.push_back(f);
+    }
+    return out;
+  };
+  auto pairs = [](const DERPRegion& r) {
+    size_t n = 0;
+    for (const auto& node : r.nodes) n += node.stun_only ? 0 : 1;
+    return n * n;
+  };
+  // The round's size up front, so that progress can say "n of N".
+  size_t total = 0;
+  for (const auto& [id, r] : map.regions) {
+    for (const auto& n : r.nodes) {
+      total += (o.tls && !n.stun_only) + (o.derp && !n.stun_only);
+      total += o.stun ? stun_families(n).size() : 0;
+    }
+    total += (o.mesh ? pairs(r) : 0) + (o.bw_size > 0 ? pairs(r) : 0);
+  }
+  std::mutex progress_mu;
+  size_t done = 0;
+  auto ended = [&](CheckResult c) {
+    if (o.progress) {
+      std::lock_guard lk(progress_mu);
+      o.progress(++done, total, c);
+    }
+    return c;
+  };
+
   std::vector<std::future<std::vector<CheckResult>>> jobs;
   for (const auto& [id, r] : map.regions) {
     for (size_t i = 0; i < r.nodes.size(); ++i) {
-      jobs.push_back(std::async(std::launch::async, [&map, &r, i, &o] {
+      jobs.push_back(std::async(std::launch::async, [&, &r = r, i] {
         std::vector<CheckResult> out;
         const DERPNode& n = r.nodes[i];
-        if (o.tls && !n.stun_only) out.push_back(tls_check(r, n, o));
+        if (o.tls && !n.stun_only) out.push_back(ended(tls_check(r, n, o)));
         if (o.stun) {
-          for (IpFamily f : {IpFamily::kV4, IpFamily::kV6}) {
-            if (node_stun_target(n, f).kind == DialTarget::Kind::kSkip) continue;
-            out.push_back(stun_check(map, r, i, f, o));
-          }
+          for (IpFamily f : stun_families(n)) out.push_back(ended(stun_check(map, r, i, f, o)));
         }
-        if (o.derp && !n.stun_only) out.push_back(derp_check(r, n, o));
+        if (o.derp && !n.stun_only) out.push_back(ended(derp_check(r, n, o)));
         return out;
       }));
     }
@@ -296,8 +325,8 @@ std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptio
     for (const auto& a : r.nodes) {
       for (const auto& b : r.nodes) {
         if (a.stun_only || b.stun_only) continue;
-        jobs.push_back(std::async(std::launch::async, [&r, &a, &b, &o] {
-          return std::vector<CheckResult>{sendrecv_check(r, a, b, o)};
+        jobs.push_back(std::async(std::launch::async, [&, &r = r] {
+          return std::vector<CheckResult>{ended(sendrecv_check(r, a, b, o))};
         }));
       }
     }
@@ -314,7 +343,7 @@ std::vector<CheckResult> run_prober_checks(const DERPMap& map, const ProberOptio
       for (const auto& a : r.nodes) {
         for (const auto& b : r.nodes) {
           if (a.stun_only || b.stun_only) continue;
-          out.push_back(bw_check(r, a, b, o));
+          out.push_back(ended(bw_check(r, a, b, o)));
         }
       }
     }

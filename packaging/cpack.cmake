@@ -3,8 +3,6 @@
 #   libderp-dev  component dev      headers, libderp.so, CMake config, libderp.pc
 #   derp-tools   components tools   the derp-* commands, man pages, completions,
 #                and system         derp-serve.service and /etc/default/derp-serve
-# Dependencies on system libraries come from dpkg-shlibdeps; the packages depend on each other
-# at the exact version.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME libderp)
 set(CPACK_PACKAGE_VENDOR "libderp")
@@ -18,7 +16,6 @@ set(CPACK_COMPONENTS_GROUPING ONE_PER_GROUP)
 set(CPACK_COMPONENTS_ALL lib dev tools system)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_ENABLE_COMPONENT_DEPENDS ON)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
@@ -29,8 +26,12 @@ set(CPACK_COMPONENT_LIB_GROUP libderp0)
 set(CPACK_COMPONENT_DEV_GROUP libderp-dev)
 set(CPACK_COMPONENT_TOOLS_GROUP derp-tools)
 set(CPACK_COMPONENT_SYSTEM_GROUP derp-tools)
-set(CPACK_COMPONENT_DEV_DEPENDS lib)
-set(CPACK_COMPONENT_TOOLS_DEPENDS lib)
+# The packages need each other at the exact version (CPack's component dependencies do not
+# cross groups, and dpkg-shlibdeps cannot see libderp0's shlibs before it is installed); the
+# system libraries come from dpkg-shlibdeps.
+set(DERP_DEB_VERSION "${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}")
+set(CPACK_DEBIAN_LIBDERP-DEV_PACKAGE_DEPENDS "libderp0 (= ${DERP_DEB_VERSION})")
+set(CPACK_DEBIAN_DERP-TOOLS_PACKAGE_DEPENDS "libderp0 (= ${DERP_DEB_VERSION})")
 
 set(CPACK_DEBIAN_LIBDERP0_PACKAGE_NAME libderp0)
 set(CPACK_DEBIAN_LIBDERP0_PACKAGE_SECTION libs)

@@ -49,6 +49,17 @@ for tool in "$prefix"/bin/derp-*; do
   esac
 done
 [ "$(ls "$prefix"/bin/derp-* | wc -l)" -eq 10 ] || fail "want 10 tools in bin/: $(ls "$prefix/bin")"
+for tool in "$prefix"/bin/derp-*; do
+  t=$(basename "$tool")
+  [ -f "$prefix/share/man/man1/$t.1.gz" ] || fail "no man page share/man/man1/$t.1.gz"
+  [ -f "$prefix/share/bash-completion/completions/$t" ] || fail "no bash completion for $t"
+  [ -f "$prefix/share/zsh/vendor-completions/_$t" ] || fail "no zsh completion for $t"
+done
+# man finds an installed page through the prefix.
+if command -v man >/dev/null 2>&1; then
+  MANPATH="$prefix/share/man" man -w derp-ping | grep -q "^$prefix/share/man/man1/derp-ping.1.gz$" ||
+    fail "man -w derp-ping does not find the prefix's page"
+fi
 
 # An installed tool runs from the prefix and loads the prefix's library.
 out=$("$prefix/bin/derp-ping" --version) || fail "installed derp-ping --version exited $?"

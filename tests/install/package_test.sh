@@ -38,6 +38,11 @@ contents libderp-dev | grep -q '/pkgconfig/libderp\.pc$' || fail "libderp-dev la
 contents libderp-dev | grep -q '/cmake/libderp/libderpConfig\.cmake$' || fail "libderp-dev lacks the CMake config"
 for t in serve connect send recv ping watch probe captive keygen bench; do
   contents derp-tools | grep -q "/usr/bin/derp-$t\$" || fail "derp-tools lacks derp-$t"
+  contents derp-tools | grep -q "/usr/share/man/man1/derp-$t\.1\.gz\$" || fail "derp-tools lacks derp-$t.1.gz"
+  contents derp-tools | grep -q "/usr/share/bash-completion/completions/derp-$t\$" ||
+    fail "derp-tools lacks derp-$t's bash completion"
+  contents derp-tools | grep -q "/usr/share/zsh/vendor-completions/_derp-$t\$" ||
+    fail "derp-tools lacks derp-$t's zsh completion"
 done
 contents derp-tools | grep -q '/lib/systemd/system/derp-serve\.service$' || fail "derp-tools lacks derp-serve.service"
 contents derp-tools | grep -q '^\./etc/default/derp-serve$' || fail "derp-tools lacks /etc/default/derp-serve"
@@ -63,7 +68,16 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   sed "s|^ExecStart=/usr/bin/derp-serve|ExecStart=$root/usr/bin/derp-serve|" \
     "$root/lib/systemd/system/derp-serve.service" >"$unit"
   grep -q "^ExecStart=$root/usr/bin/derp-serve " "$unit" || fail "unexpected ExecStart in the unit"
-  if ! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$unit" >"$tmp/verify.log" 2>&1 ||
+  # The hardening the unit promises (docs/CLI.md, derp-serve as a systemd service).
+  for want in DynamicUser=yes StateDirectory=derp AmbientCapabilities=CAP_NET_BIND_SERVICE \
+              CapabilityBoundingSet=CAP_NET_BIND_SERVICE ProtectSystem=strict ProtectHome=yes \
+              NoNewPrivileges=yes "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX" \
+              SystemCallFilter=@system-service Restart=on-failure \
+              "ExecReload=/bin/kill -HUP \$MAINPID" EnvironmentFile=-/etc/default/derp-serve; do
+    grep -qxF "$want" "$unit" || fail "the unit lacks '$want'"
+  done
+  # MANPATH: verify checks that Documentation=man:derp-serve(1) exists, in the scratch root.
+  if ! MANPATH="$root/usr/share/man" SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$unit" >"$tmp/verify.log" 2>&1 ||
      grep -v -e '^$' "$tmp/verify.log" | grep -q .; then
     cat "$tmp/verify.log"
     fail "systemd-analyze verify derp-serve.service"

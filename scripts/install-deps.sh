@@ -9,6 +9,7 @@ packages=(
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libboost1.81-dev
   python3 procps iproute2 curl
+  chromium
 )
 
 missing=()

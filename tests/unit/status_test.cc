@@ -228,6 +228,13 @@ TEST(StatusRoutes, DefaultHomeIsDerpersTextThenTheLiveStatusSection) {
   EXPECT_EQ(plain, std::string(kHomeText) + "</body>\n</html>\n");
 }
 
+TEST(StatusRoutes, FaviconIsNoContentSoBrowsersLogNoError) {
+  auto res = route_http(request(http::verb::get, "/favicon.ico"));
+  EXPECT_EQ(res.result(), http::status::no_content);
+  EXPECT_EQ(res[http::field::cache_control], "max-age=86400");
+  EXPECT_EQ(res.body(), "");
+}
+
 TEST(StatusRoutes, HomeBlankIsAnEmptyHtmlPage) {
   Routes r;
   r.hooks.home = "blank";

@@ -263,6 +263,15 @@ Response route_http(const Request& req, const RouteContext& ctx) {
   }
   if (path == "/derp/probe" || path == "/derp/latency-check") return probe(req);
   if (path == "/generate_204") return no_content(req);
+  if (path == "/favicon.ico") {
+    // Browsers ask for it whatever the page says (its <link> can only be in <body>, after
+    // derper's text): 204 rather than a 404 in every status-page viewer's console.
+    Response res{http::status::no_content, req.version()};
+    res.set(http::field::cache_control, "max-age=86400");
+    res.set(http::field::date, http_date_now());
+    res.keep_alive(req.keep_alive());
+    return res;
+  }
   if (path == "/robots.txt") {
     return text_ok(req, "text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n", false);
   }

@@ -5,7 +5,6 @@ namespace derp::server {
 // Element ids and data-value attributes are what tests read (the exact figure, whatever the
 // display rounds it to); data-updates on <body> counts the JSON documents shown.
 const std::string_view kStatusSection = R"PAGE(<title>DERP relay status</title>
-<link rel="icon" href="data:,">
 <style>
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
 color:#1f2328;background:#f6f8fa;max-width:1000px;margin:0 auto;padding:24px 20px 40px}

@@ -22,17 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
-  const auto until = Clock::now() + t;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
 
 json status_json(uint16_t port) {
   auto body = http_get_body(port, "/status.json");
@@ -224,7 +213,8 @@ class ServeHome : public ::testing::Test {
     }
     return static_cast<uint16_t>(std::stoi(m[1].str()));
   }
-  void TearDown_child() {
+  // SIGTERM, and the clean exit derp-serve promises.
+  void stop_child() {
     child_->signal(SIGTERM);
     EXPECT_EQ(child_->wait(), 0) << child_->stderr_text();
   }
@@ -249,7 +239,7 @@ TEST_F(ServeHome, BlankServesAnEmptyHtmlPage) {
   EXPECT_TRUE(res.ends_with("\r\n\r\n")) << res;
   // The JSON stays public (docs/CLI.md).
   EXPECT_TRUE(http_get_body(port, "/status.json").has_value());
-  TearDown_child();
+  stop_child();
 }
 
 TEST_F(ServeHome, UrlRedirectsWith302Found) {
@@ -259,7 +249,7 @@ TEST_F(ServeHome, UrlRedirectsWith302Found) {
   EXPECT_EQ(res.rfind("HTTP/1.1 302 Found\r\n", 0), 0u) << res;
   EXPECT_NE(res.find("\r\nLocation: http://127.0.0.1:1/x\r\n"), std::string::npos) << res;
   EXPECT_TRUE(res.ends_with("\r\n\r\n<a href=\"http://127.0.0.1:1/x\">Found</a>.\n\n")) << res;
-  TearDown_child();
+  stop_child();
 }
 
 TEST_F(ServeHome, DefaultIsTheStatusPageAndABadValueExitsTwo) {
@@ -267,7 +257,7 @@ TEST_F(ServeHome, DefaultIsTheStatusPageAndABadValueExitsTwo) {
   ASSERT_NE(port, 0);
   const std::string res = get_root(port);
   EXPECT_NE(res.find("<h2>Status</h2>"), std::string::npos) << res;
-  TearDown_child();
+  stop_child();
   auto bad = Child::spawn({std::string(DERP_BIN_DIR) + "/derp-serve", "-a", "127.0.0.1:0",
                            "--stun=false", "-home", "nowhere"},
                           dir_);

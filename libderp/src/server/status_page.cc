@@ -37,7 +37,7 @@ font-size:14px;font-weight:normal}
 .ds-card th{color:#59636e;font-size:12px}
 .ds-card td:first-child{white-space:nowrap;padding-right:12px}
 .ds-card tr:last-child td{border-bottom:none}
-.ds-n{text-align:right!important;font-variant-numeric:tabular-nums}
+.ds-n{text-align:right!important;font-variant-numeric:tabular-nums;white-space:nowrap}
 .ds-zero{color:#8c959f}
 .ds-url{display:block;font-size:12px;color:#8c959f;word-break:break-all}
 .ds-badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600}
@@ -59,20 +59,10 @@ word-break:break-all;margin-top:4px}
 <div class="ds-s">libderp <span id="version">&ndash;</span></div></div>
 </div>
 <div class="ds-row ds-wide">
-<div class="ds-card ds-chart ds-p"><div class="ds-k"><span>Packets/s delivered</span>
-<span id="chart_pps_max"></span></div>
-<svg id="chart_pps" viewBox="0 0 600 120" preserveAspectRatio="none" data-points="0">
-<line class="ds-grid" x1="0" y1="1" x2="600" y2="1"/><line class="ds-grid" x1="0" y1="60" x2="600" y2="60"/>
-<line class="ds-grid" x1="0" y1="119" x2="600" y2="119"/>
-<polygon class="ds-area" points=""/><polyline class="ds-line" points=""/></svg>
-<div class="ds-axis"><span>5 min ago</span><span>now</span></div></div>
-<div class="ds-card ds-chart ds-b"><div class="ds-k"><span>Bytes/s delivered</span>
-<span id="chart_bps_max"></span></div>
-<svg id="chart_bps" viewBox="0 0 600 120" preserveAspectRatio="none" data-points="0">
-<line class="ds-grid" x1="0" y1="1" x2="600" y2="1"/><line class="ds-grid" x1="0" y1="60" x2="600" y2="60"/>
-<line class="ds-grid" x1="0" y1="119" x2="600" y2="119"/>
-<polygon class="ds-area" points=""/><polyline class="ds-line" points=""/></svg>
-<div class="ds-axis"><span>5 min ago</span><span>now</span></div></div>
+<div class="ds-card ds-chart ds-p" id="card_pps"><div class="ds-k"><span>Packets/s delivered</span>
+<span id="chart_pps_max"></span></div></div>
+<div class="ds-card ds-chart ds-b" id="card_bps"><div class="ds-k"><span>Bytes/s delivered</span>
+<span id="chart_bps_max"></span></div></div>
 </div>
 <div class="ds-row ds-wide">
 <div class="ds-col"><div class="ds-card"><div class="ds-k">Traffic since start</div><table>
@@ -137,6 +127,15 @@ word-break:break-all;margin-top:4px}
     svg.setAttribute("data-points", n);
     $(id + "_max").textContent = "scale " + label(max);
   }
+  ["pps", "bps"].forEach(function (k) {  // both charts: an SVG with three grid lines
+    var grid = [1, 60, 119].map(function (y) {
+      return '<line class="ds-grid" x1="0" y1="' + y + '" x2="600" y2="' + y + '"/>';
+    });
+    $("card_" + k).insertAdjacentHTML("beforeend", '<svg id="chart_' + k +
+        '" viewBox="0 0 600 120" preserveAspectRatio="none" data-points="0">' + grid.join("") +
+        '<polygon class="ds-area" points=""/><polyline class="ds-line" points=""/></svg>' +
+        '<div class="ds-axis"><span>5 min ago</span><span>now</span></div>');
+  });
   function show(s) {
     put("clients_total", s.clients.total);
     put("clients_home", s.clients.home);

@@ -19,6 +19,8 @@ test_packages=(
   man-db groff-base bash-completion zsh
   # docs.readme: the README's session uses openssl(1) for a pin and a mesh key
   openssl
+  # status_page_browser_test: the status page in a real headless browser
+  chromium
 )
 for arg in "$@"; do
   case "$arg" in

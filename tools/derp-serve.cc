@@ -28,7 +28,6 @@ derp::tools::GoFlagPolicy derper_policy() {
   p.refused = {
       {"dev", "use -a 127.0.0.1:3340 (derp-serve's default) instead"},
       {"derp", "derp-serve always serves DERP"},
-      {"home", "derp-serve serves its own status page at /"},
       {"verify-clients", "no tailscaled integration; use --verify-client-url or --allow-keys"},
       {"socket", "no tailscaled integration (--verify-clients)"},
       {"unpublished-bootstrap-dns-names", "use --bootstrap-dns-names"},
@@ -213,6 +212,10 @@ int main(int argc, char** argv) {
   app.add_option("--bootstrap-dns-names", bootstrap_names,
                  "Comma-separated names served at /bootstrap-dns")
       ->type_name("NAMES");
+  app.add_option("--home", opts.home,
+                 "What / serves (derper's -home): empty = derper's home text and the live status "
+                 "page, \"blank\" = an empty page, an http(s):// URL = a 302 redirect there")
+      ->type_name("blank|URL");
   app.add_option("--fault", faults,
                  "Fault injection at start: drop=PERCENT, latency=DURATION, health=TEXT "
                  "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)")

@@ -29,17 +29,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Polls `pred` with a short yield until it holds or the deadline passes.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
-  const auto until = Clock::now() + t;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
-
 MeshKey mesh_key_of(char c) {
   auto k = MeshKey::parse(std::string(64, c));
   EXPECT_TRUE(k);

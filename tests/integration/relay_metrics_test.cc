@@ -8,57 +8,18 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <sstream>
 
 #include "derp/server.h"
 #include "support/relay_harness.h"
+#include "support/scrape.h"
 
 namespace derp::test {
 namespace {
 
-// The body of a GET over a fresh connection, after checking the status line.
-std::optional<std::string> metrics_http_get(uint16_t port, const std::string& path,
-                                    const std::string& want_status = "200 OK") {
-  RawConn raw(port);
-  if (!raw.ok()) return std::nullopt;
-  if (!raw.write("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
-    return std::nullopt;
-  }
-  auto res = raw.read_http_response();
-  if (!res) return std::nullopt;
-  EXPECT_EQ(res->rfind("HTTP/1.1 " + want_status + "\r\n", 0), 0u) << *res;
-  const auto head_end = res->find("\r\n\r\n");
-  if (head_end == std::string::npos) return std::nullopt;
-  return res->substr(head_end + 4);
-}
-
-// Every line of a Prometheus text body, checked and collected: "name" or
-// "name{label=value}" -> value. A malformed line fails the test.
-std::map<std::string, int64_t> parse_prometheus(const std::string& body) {
-  static const std::regex kType("# TYPE (derp|stun|tls_listener)_[a-zA-Z0-9_:]+ (counter|gauge)");
-  static const std::regex kSample(
-      "((?:derp|stun|tls_listener)_[a-zA-Z0-9_:]+)(\\{([a-zA-Z_][a-zA-Z0-9_]*)=\"([^\"\\\\]*)\"\\})? (-?[0-9]+)");
-  std::map<std::string, int64_t> out;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::smatch m;
-    if (std::regex_match(line, kType)) continue;
-    if (std::regex_match(line, m, kSample)) {
-      std::string key = m[1];
-      if (m[2].matched) key += "{" + m[3].str() + "=" + m[4].str() + "}";
-      out[key] = std::stoll(m[5]);
-      continue;
-    }
-    ADD_FAILURE() << "not Prometheus text: " << line;
-  }
-  return out;
-}
-
 TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto before_body = metrics_http_get(relay->port(), "/debug/varz");
+  auto before_body = http_get_body(relay->port(), "/debug/varz");
   ASSERT_TRUE(before_body.has_value());
   const auto before = parse_prometheus(*before_body);
   ASSERT_TRUE(before.count("derp_packets_received"));
@@ -74,7 +35,7 @@ TEST(RelayMetrics, DebugVarzCountsTrafficAndEveryLineParses) {
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->frame_type(), FrameType::kRecvPacket);
 
-  auto after_body = metrics_http_get(relay->port(), "/debug/varz");
+  auto after_body = http_get_body(relay->port(), "/debug/varz");
   ASSERT_TRUE(after_body.has_value());
   const auto after = parse_prometheus(*after_body);
   EXPECT_EQ(after.at("derp_packets_received"), before.at("derp_packets_received") + 1);
@@ -100,7 +61,7 @@ size_t metrics_json_leaves(const nlohmann::json& j) {
 TEST(RelayMetrics, DebugVarsIsJsonHoldingEveryCounter) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto body = metrics_http_get(relay->port(), "/debug/vars");
+  auto body = http_get_body(relay->port(), "/debug/vars");
   ASSERT_TRUE(body.has_value());
   const auto j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << *body;
@@ -125,7 +86,7 @@ TEST(RelayMetrics, DebugVarzUsesDerpersNamesForItsOwnExpvars) {
   o.stun_port = 0;
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
-  auto body = metrics_http_get(relay->port(), "/debug/varz");
+  auto body = http_get_body(relay->port(), "/debug/varz");
   ASSERT_TRUE(body.has_value());
   const auto m = parse_prometheus(*body);
   for (const char* name :
@@ -146,10 +107,10 @@ TEST(RelayMetrics, DebugVarzUsesDerpersNamesForItsOwnExpvars) {
 TEST(RelayMetrics, DebugIndexListsTheEndpointsAndUnknownDebugPathIs404) {
   auto relay = start_relay(ServerOptions{});
   ASSERT_TRUE(relay);
-  auto index = metrics_http_get(relay->port(), "/debug/");
+  auto index = http_get_body(relay->port(), "/debug/");
   ASSERT_TRUE(index.has_value());
   EXPECT_NE(index->find("/debug/varz"), std::string::npos);
-  EXPECT_TRUE(metrics_http_get(relay->port(), "/debug/nope", "404 Not Found").has_value());
+  EXPECT_TRUE(http_get_body(relay->port(), "/debug/nope", "404 Not Found").has_value());
 }
 
 TEST(RelayMetrics, MetricsAddrServesPrometheusOnItsOwnListener) {
@@ -161,11 +122,11 @@ TEST(RelayMetrics, MetricsAddrServesPrometheusOnItsOwnListener) {
   ASSERT_EQ(addr.rfind("127.0.0.1:", 0), 0u) << addr;
   const auto port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
   ASSERT_NE(port, relay->port());
-  auto body = metrics_http_get(port, "/metrics");
+  auto body = http_get_body(port, "/metrics");
   ASSERT_TRUE(body.has_value());
   const auto m = parse_prometheus(*body);
   EXPECT_TRUE(m.count("derp_accepts"));
-  EXPECT_TRUE(metrics_http_get(port, "/debug/varz", "404 Not Found").has_value());
+  EXPECT_TRUE(http_get_body(port, "/debug/varz", "404 Not Found").has_value());
 }
 
 TEST(RelayMetrics, BadMetricsAddrFailsStartWithUsageError) {
@@ -195,7 +156,7 @@ TEST(DerpServeMetrics, MetricsAddrServesMetricsFromTheTool) {
   ASSERT_TRUE(std::regex_match(
       *line, m, std::regex(".* stun 127\\.0\\.0\\.1:[0-9]+ metrics 127\\.0\\.0\\.1:([0-9]+)")))
       << *line;
-  auto body = metrics_http_get(static_cast<uint16_t>(std::stoi(m[1].str())), "/metrics");
+  auto body = http_get_body(static_cast<uint16_t>(std::stoi(m[1].str())), "/metrics");
   ASSERT_TRUE(body.has_value());
   const auto metrics = parse_prometheus(*body);
   EXPECT_TRUE(metrics.count("derp_packets_received"));

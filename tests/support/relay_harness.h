@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "derp/frame.h"
@@ -25,6 +26,18 @@
 namespace derp::test {
 
 inline constexpr std::chrono::milliseconds kWait{10000};
+
+// Polls `pred` with a short yield until it holds or the deadline passes (for state another
+// thread or process changes without telling the test, e.g. a counter or a mesh link).
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
+  const auto until = std::chrono::steady_clock::now() + t;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
 
 // A blocking TCP connection to 127.0.0.1:port whose reads give up at a deadline.
 class RawConn {

@@ -91,6 +91,12 @@ struct ServerOptions {
   // Loaded at start (an unreadable file fails start with kUsage); reload_allow_keys() re-reads.
   std::string allow_keys_file;
 
+  // What "/" serves (derper's --home): "" = derper's home text followed by the live status
+  // page (fed by /status.json, which is served whatever this says); "blank" = an empty 200
+  // text/html page; an http:// or https:// URL = a 302 redirect there. Anything else fails
+  // start() with kUsage.
+  std::string home;
+
   // Names served at /bootstrap-dns (derper's --bootstrap-dns-names), resolved in the background.
   std::vector<std::string> bootstrap_dns_names;
 

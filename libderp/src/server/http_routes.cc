@@ -1,11 +1,14 @@
 #include "server/http_routes.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <ctime>
 
 #include "codec/captive_challenge.h"
 #include "server/metrics.h"
+#include "server/status_page.h"
 
 namespace derp::server {
 
@@ -162,6 +165,69 @@ Response debug(const Request& req, std::string_view path, const RouteContext& ct
   return text_error(req, http::status::not_found, "404 page not found");
 }
 
+// Go's http.Redirect to an absolute URL with 302: Location with non-ASCII bytes %-escaped,
+// and for GET a short HTML body naming the link (HEAD: the type, no body).
+Response redirect(const Request& req, std::string_view url) {
+  std::string location;
+  for (unsigned char c : url) {
+    if (c >= 0x80) {
+      location += fmt::format("%{:02X}", c);
+    } else {
+      location += static_cast<char>(c);
+    }
+  }
+  std::string escaped;
+  for (char c : url) {
+    switch (c) {
+      case '&':
+        escaped += "&amp;";
+        break;
+      case '<':
+        escaped += "&lt;";
+        break;
+      case '>':
+        escaped += "&gt;";
+        break;
+      case '"':
+        escaped += "&#34;";
+        break;
+      case '\'':
+        escaped += "&#39;";
+        break;
+      default:
+        escaped += c;
+    }
+  }
+  const bool get = req.method() == http::verb::get;
+  const bool head = req.method() == http::verb::head;
+  Response res{http::status::found, req.version()};
+  if (get || head) res.set(http::field::content_type, "text/html; charset=utf-8");
+  res.set(http::field::location, location);
+  res.set(http::field::date, http_date_now());
+  if (get) res.body() = "<a href=\"" + escaped + "\">Found</a>.\n\n";
+  if (!head) res.content_length(res.body().size());
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+// "/" as derper's --home says: its home text (here followed by the live status section),
+// an empty page ("blank"), or a redirect.
+Response home(const Request& req, const RouteContext& ctx) {
+  const std::string_view mode = ctx.hooks ? std::string_view(ctx.hooks->home) : std::string_view();
+  if (mode == "blank") {
+    Response res = text_ok(req, "text/html; charset=utf-8", "", true);
+    // Go's server sends Content-Length: 0 for an empty GET answer but none for HEAD.
+    if (req.method() == http::verb::head) res.erase(http::field::content_length);
+    return res;
+  }
+  if (!mode.empty()) return redirect(req, mode);
+  std::string page(kHomePage);
+  if (ctx.hooks && ctx.hooks->status_json) page += kStatusSection;
+  if (ctx.debug_allowed) page += "<p>Debug info at <a href='/debug/'>/debug/</a>.</p>\n";
+  page += "</body>\n</html>\n";
+  return text_ok(req, "text/html; charset=utf-8", page, true);
+}
+
 }  // namespace
 
 bool is_loopback(const std::array<uint8_t, 16>& ip16) {
@@ -197,18 +263,30 @@ Response route_http(const Request& req, const RouteContext& ctx) {
   }
   if (path == "/derp/probe" || path == "/derp/latency-check") return probe(req);
   if (path == "/generate_204") return no_content(req);
+  if (path == "/favicon.ico") {
+    // Browsers ask for it whatever the page says (its <link> can only be in <body>, after
+    // derper's text): 204 rather than a 404 in every status-page viewer's console.
+    Response res{http::status::no_content, req.version()};
+    res.set(http::field::cache_control, "max-age=86400");
+    res.set(http::field::date, http_date_now());
+    res.keep_alive(req.keep_alive());
+    return res;
+  }
   if (path == "/robots.txt") {
     return text_ok(req, "text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n", false);
   }
   if (path == "/bootstrap-dns" && ctx.hooks && ctx.hooks->bootstrap_dns) {
     return bootstrap_dns(req, ctx);
   }
-  if (path == "/") {
-    std::string page(kHomePage);
-    if (ctx.hooks && ctx.hooks->status) page += ctx.hooks->status();
-    if (ctx.debug_allowed) page += "<p>Debug info at <a href='/debug/'>/debug/</a>.</p>\n";
-    page += "</body>\n</html>\n";
-    return text_ok(req, "text/html; charset=utf-8", page, true);
+  if (path == "/") return home(req, ctx);
+  if (path == "/status.json" && ctx.hooks && ctx.hooks->status_json) {
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      return text_error(req, http::status::method_not_allowed, "use GET /status.json");
+    }
+    Response res =
+        text_ok(req, "application/json", ctx.hooks->status_json(ctx.debug_allowed), true);
+    res.set(http::field::cache_control, "no-store");
+    return res;
   }
   return text_error(req, http::status::not_found, "404 page not found");
 }

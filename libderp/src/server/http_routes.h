@@ -38,8 +38,8 @@ struct RouteContext {
   bool debug_allowed = false;
   // The counters for /debug/vars and /debug/varz; called only for those paths. Null: 404.
   std::function<std::map<std::string, int64_t>()> counters;
-  // Status page, fault injection and /bootstrap-dns; null or empty hooks: those answer 404
-  // (the status section of "/" is left out).
+  // What "/" serves, /status.json, fault injection and /bootstrap-dns; null or empty hooks:
+  // those answer 404 (and "/" is derper's home text without the live status section).
   const RouteHooks* hooks = nullptr;
 };
 

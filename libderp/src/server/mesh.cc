@@ -130,6 +130,7 @@ class MeshLink final : public Forwarder {
   }
 
   bool usable() const override { return up_.load(std::memory_order_relaxed); }
+  MeshPeerStatus status() const { return {target_.entry, target_.url, usable()}; }
 
   // Hot path: a slot in a ring allocated once, one chunk reference, no copy.
   void forward(const NodePublic& src, const NodePublic& dst, Chunk* chunk, const uint8_t* data,
@@ -240,17 +241,31 @@ Result<void> Mesh::start() {
       stop();
       return ok;
     }
+    std::lock_guard lk(mu_);
     links_.push_back(std::move(link));
   }
-  if (opts_.log && !links_.empty()) {
-    opts_.log(fmt::format("mesh: linking with {} peer(s)", links_.size()));
+  if (opts_.log && !targets.empty()) {
+    opts_.log(fmt::format("mesh: linking with {} peer(s)", targets.size()));
   }
   return {};
 }
 
 void Mesh::stop() {
-  for (auto& l : links_) l->stop();
-  links_.clear();
+  std::vector<std::unique_ptr<MeshLink>> links;
+  {
+    // Stopping a link joins its threads: not under the lock that status() takes.
+    std::lock_guard lk(mu_);
+    links.swap(links_);
+  }
+  for (auto& l : links) l->stop();
+}
+
+std::vector<MeshPeerStatus> Mesh::status() const {
+  std::lock_guard lk(mu_);
+  std::vector<MeshPeerStatus> out;
+  out.reserve(links_.size());
+  for (const auto& l : links_) out.push_back(l->status());
+  return out;
 }
 
 }  // namespace derp::server

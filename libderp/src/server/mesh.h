@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "derp/server.h"
 #include "server/relay.h"
 #include "server/stats.h"
+#include "server/status.h"
 
 namespace derp::server {
 
@@ -44,12 +46,15 @@ class Mesh {
   Result<void> start();
   // Stops every link and removes its forwarders. Idempotent.
   void stop();
+  // Each running link's entry, URL and state, in --mesh-with order. Thread-safe.
+  std::vector<MeshPeerStatus> status() const;
 
  private:
   const ServerOptions& opts_;
   Relay& relay_;
   Stats& stats_;
   std::string self_addr_;
+  mutable std::mutex mu_;  // links_ (status() runs on any relay thread)
   std::vector<std::unique_ptr<MeshLink>> links_;
 };
 

@@ -1,5 +1,6 @@
-// What the HTTP routes need from the running server beyond counters: the status page's text,
-// fault injection (POST /debug/fault) and /bootstrap-dns. Set once before the loops start.
+// What the HTTP routes need from the running server beyond counters: what "/" serves, the
+// live status (/status.json), fault injection (POST /debug/fault) and /bootstrap-dns. Set once
+// before the loops start.
 #pragma once
 
 #include <functional>
@@ -11,7 +12,10 @@
 namespace derp::server {
 
 struct RouteHooks {
-  std::function<std::string()> status;                            // HTML for "/"
+  // derper's --home (ServerOptions::home): "" = the home text and the live status page,
+  // "blank" = an empty page, an http(s):// URL = a 302 there.
+  std::string home;
+  std::function<std::string(bool debug_allowed)> status_json;     // /status.json
   std::function<Result<std::string>(std::string_view)> fault;     // one fault spec
   std::function<std::string(std::string_view q)> bootstrap_dns;  // JSON; null = no names
 };

@@ -2,13 +2,16 @@
 #include "derp/server.h"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <boost/asio/steady_timer.hpp>
+#include <ctime>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -24,6 +27,7 @@
 #include "server/metrics_listener.h"
 #include "server/relay.h"
 #include "server/stats.h"
+#include "server/status.h"
 #include "server/stun_server.h"
 #include "server/tls_certs.h"
 
@@ -106,13 +110,31 @@ struct Server::Impl {
   bool stopped = false;
   std::optional<server::BootstrapDns> bootstrap_dns;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // The status page's chart: delivery rates sampled every second on loops[0].
+  mutable std::mutex history_mu;
+  server::RateHistory history{300};
+  std::optional<asio::steady_timer> sampler;
   // Accept token bucket (loops[0] only: accepts complete one at a time).
   double accept_tokens = 0;
   std::chrono::steady_clock::time_point accept_refill = std::chrono::steady_clock::now();
 
   Result<std::string> apply_fault(std::string_view spec);
   server::RouteHooks route_hooks();
-  std::string status_html() const;
+  std::string status_json(bool debug_allowed) const;
+
+  // Reads the two totals the chart shows (plain relaxed loads, nothing on the packet path),
+  // then waits a second.
+  void sample_rates() {
+    {
+      std::lock_guard lk(history_mu);
+      history.sample(std::chrono::steady_clock::now(), stats.get(server::Counter::kPacketsSent),
+                     stats.get(server::Counter::kBytesSent));
+    }
+    sampler->expires_after(std::chrono::seconds(1));
+    sampler->async_wait([this](boost::system::error_code ec) {
+      if (!ec) sample_rates();
+    });
+  }
 
   bool accept_allowed() {
     if (opts.accept_rate <= 0) return true;
@@ -198,6 +220,12 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (!options.cert_mode.empty() && options.cert_mode != "manual") {
     return Error(ErrorKind::kUsage,
                  fmt::format("unsupported certmode {:?} (want \"manual\")", options.cert_mode));
+  }
+  if (!options.home.empty() && options.home != "blank" && !options.home.starts_with("http://") &&
+      !options.home.starts_with("https://")) {
+    return Error(ErrorKind::kUsage,
+                 fmt::format("unknown home value {:?} (want \"\", \"blank\" or an http(s):// URL)",
+                             options.home));
   }
   if (options.http_port < -1 || options.http_port > 65535) {
     return Error(ErrorKind::kUsage, fmt::format("http port {} out of range", options.http_port));
@@ -292,9 +320,16 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (!impl->opts.bootstrap_dns_names.empty()) {
     impl->bootstrap_dns.emplace(impl->opts.bootstrap_dns_names);
   }
+  if (!impl->opts.mesh_with.empty()) {
+    // Made before the loops run (the status page reads it from them), started after.
+    impl->mesh = std::make_unique<server::Mesh>(impl->opts, impl->relay, impl->stats,
+                                                net::endpoint_string(impl->local));
+  }
   Impl* raw = impl.get();
   raw->relay.set_route_hooks(raw->route_hooks());
+  impl->sampler.emplace(*impl->loops[0]);
   asio::post(*impl->loops[0], [raw] {
+    raw->sample_rates();
     raw->accept_next();
     if (raw->http_acceptor) raw->accept_http();
     if (raw->stun) raw->stun->start();
@@ -303,9 +338,7 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   for (auto& loop : impl->loops) {
     impl->threads.emplace_back([io = loop.get()] { io->run(); });
   }
-  if (!impl->opts.mesh_with.empty()) {
-    impl->mesh = std::make_unique<server::Mesh>(impl->opts, impl->relay, impl->stats,
-                                                net::endpoint_string(impl->local));
+  if (impl->mesh) {
     if (auto ok = impl->mesh->start(); !ok) {
       Server failed(std::move(impl));  // stops the loops
       return std::move(ok).error();
@@ -455,36 +488,31 @@ Result<std::string> Server::apply_fault(std::string_view spec) { return impl_->a
 
 server::RouteHooks Server::Impl::route_hooks() {
   server::RouteHooks h;
-  h.status = [this] { return status_html(); };
+  h.home = opts.home;
+  h.status_json = [this](bool debug_allowed) { return status_json(debug_allowed); };
   h.fault = [this](std::string_view spec) { return apply_fault(spec); };
   if (bootstrap_dns) h.bootstrap_dns = [this](std::string_view q) { return bootstrap_dns->json(q); };
   return h;
 }
 
-std::string Server::Impl::status_html() const {
-  const auto c = server::snapshot_counters(stats, relay);
-  auto get = [&](const char* k) {
-    auto it = c.find(k);
-    return it == c.end() ? int64_t{0} : it->second;
-  };
-  const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const auto secs = static_cast<int64_t>(up);
-  const double in = static_cast<double>(get("bytes_received"));
-  const double out = static_cast<double>(get("bytes_sent"));
-  return fmt::format(
-      "<h2>Status</h2>\n<ul>\n"
-      "<li>Version: libderp {}</li>\n"
-      "<li>Uptime: {}h{:02}m{:02}s</li>\n"
-      "<li>Connections: {} (home: {})</li>\n"
-      "<li>Accepts: {}</li>\n"
-      "<li>Received: {} packets, {} bytes ({:.1f} bytes/s average)</li>\n"
-      "<li>Sent: {} packets, {} bytes ({:.1f} bytes/s average)</li>\n"
-      "<li>Dropped: {} packets</li>\n"
-      "</ul>\n",
-      DERP_VERSION_STRING, secs / 3600, secs / 60 % 60, secs % 60,
-      get("gauge_current_connections"), get("gauge_current_home_connections"), get("accepts"),
-      get("packets_received"), get("bytes_received"), up > 0 ? in / up : 0.0,
-      get("packets_sent"), get("bytes_sent"), up > 0 ? out / up : 0.0, get("packets_dropped"));
+std::string Server::Impl::status_json(bool debug_allowed) const {
+  server::StatusInfo info;
+  info.version = DERP_VERSION_STRING;
+  info.server_key = public_key.to_string();
+  info.uptime_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
+          .count();
+  info.counters = server::snapshot_counters(stats, relay);
+  info.stun = stun.has_value();
+  if (mesh) info.mesh = mesh->status();
+  if (tls) info.tls_not_after = tls->not_after();
+  info.now_unix = static_cast<int64_t>(std::time(nullptr));
+  {
+    std::lock_guard lk(history_mu);
+    info.history = history.points();
+    info.history_capacity = history.capacity();
+  }
+  return server::render_status_json(info, debug_allowed);
 }
 
 void Server::stop() {
@@ -498,6 +526,7 @@ void Server::stop() {
     if (raw->http_acceptor) raw->http_acceptor->close(ec);
     if (raw->stun) raw->stun->close();
     if (raw->metrics) raw->metrics->close();
+    if (raw->sampler) raw->sampler->cancel();
   });
   impl_->guards.clear();
   for (auto& loop : impl_->loops) loop->stop();
@@ -507,6 +536,7 @@ void Server::stop() {
   impl_->http_acceptor.reset();
   impl_->stun.reset();  // its socket belongs to loops[0]: destroy it before the loop
   impl_->metrics.reset();
+  impl_->sampler.reset();  // its timer belongs to loops[0]
   // Connections are owned by the tables and by their pending handlers: drop the tables, then
   // destroying each loop destroys its handlers and with them the connections and sockets.
   impl_->relay.clear();

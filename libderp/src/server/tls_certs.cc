@@ -299,10 +299,15 @@ Result<void> TlsCerts::load_files() {
   OPENSSL_free(der);
   std::string pin = "sha256-raw:";
   for (unsigned char b : digest) pin += fmt::format("{:02x}", b);
+  std::tm until{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &until) != 1)
+    return fail("reading notAfter of", crt_path_);
+  const int64_t not_after = static_cast<int64_t>(::timegm(&until));
 
   std::lock_guard lock(mu_);
   ctx_ = std::move(ctx);
   pin_ = std::move(pin);
+  not_after_ = not_after;
   crt_stamp_ = cs;
   key_stamp_ = ks;
   return {};
@@ -316,6 +321,11 @@ std::shared_ptr<ssl::context> TlsCerts::current() const {
 std::string TlsCerts::pin() const {
   std::lock_guard lock(mu_);
   return pin_;
+}
+
+int64_t TlsCerts::not_after() const {
+  std::lock_guard lock(mu_);
+  return not_after_;
 }
 
 Result<void> TlsCerts::reload() {

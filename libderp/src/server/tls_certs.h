@@ -41,6 +41,8 @@ class TlsCerts {
 
   // "sha256-raw:<64 hex>" of the current leaf certificate's DER (a DERP map CertName).
   std::string pin() const;
+  // The current leaf certificate's notAfter, Unix seconds.
+  int64_t not_after() const;
   bool generated() const { return generated_; }
   const std::string& cert_path() const { return crt_path_; }
 
@@ -65,6 +67,7 @@ class TlsCerts {
   mutable std::mutex mu_;
   std::shared_ptr<boost::asio::ssl::context> ctx_;
   std::string pin_;
+  int64_t not_after_ = 0;
   FileStamp crt_stamp_, key_stamp_;
   std::chrono::steady_clock::time_point last_check_{};
 };

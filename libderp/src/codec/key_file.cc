@@ -63,29 +63,37 @@ class Fd {
 };
 
 // Opens `path` for reading; *missing is set when it does not exist (so the caller can create it).
-Result<std::string> read_key_file(const std::string& path, bool* missing) {
+// Opens `path` (a "key file" or "mesh key file": `what`) and reads it, refusing anything but a
+// regular file that only its owner may access: the node key is the relay's identity, and the
+// mesh key lets its holder see every client of the mesh and forward as any of them.
+// *missing is set when it does not exist (so the caller can create it).
+Result<std::string> read_private_file(const std::string& path, std::string_view what,
+                                      bool* missing) {
   if (missing) *missing = false;
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     int e = errno;
     if (e == ENOENT && missing) *missing = true;
-    return file_error(fmt::format("cannot open key file {}", path), e);
+    return file_error(fmt::format("cannot open {} {}", what, path), e);
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
-    return file_error(fmt::format("cannot stat key file {}", path), errno);
+    return file_error(fmt::format("cannot stat {} {}", what, path), errno);
   }
   if (!S_ISREG(st.st_mode)) {
-    return Error(ErrorKind::kUsage, fmt::format("key file {} is not a regular file", path));
+    return Error(ErrorKind::kUsage, fmt::format("{} {} is not a regular file", what, path));
   }
-  // The file holds the relay's identity: refuse one that others could have read or replaced.
   if ((st.st_mode & 077) != 0) {
     return Error(ErrorKind::kUsage,
-                 fmt::format("key file {} has mode {:04o}; it must not be accessible by group or "
+                 fmt::format("{} {} has mode {:04o}; it must not be accessible by group or "
                              "others (chmod 600 {})",
-                             path, st.st_mode & 07777, path));
+                             what, path, st.st_mode & 07777, path));
   }
-  return read_small_file(fd.get(), fmt::format("key file {}", path));
+  return read_small_file(fd.get(), fmt::format("{} {}", what, path));
+}
+
+Result<std::string> read_key_file(const std::string& path, bool* missing) {
+  return read_private_file(path, "key file", missing);
 }
 
 Result<NodePrivate> parse_key_file(const std::string& path, const std::string& text) {
@@ -205,24 +213,7 @@ Result<NodePrivate> load_or_create_key_file(const std::string& path, bool* creat
 }
 
 Result<MeshKey> load_mesh_key_file(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return file_error(fmt::format("cannot open mesh key file {}", path), errno);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) {
-    return file_error(fmt::format("cannot stat mesh key file {}", path), errno);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return Error(ErrorKind::kUsage, fmt::format("mesh key file {} is not a regular file", path));
-  }
-  // The mesh key lets its holder see every client of the mesh and forward as any of them: the
-  // same rule as the node key file.
-  if ((st.st_mode & 077) != 0) {
-    return Error(ErrorKind::kUsage,
-                 fmt::format("mesh key file {} has mode {:04o}; it must not be accessible by "
-                             "group or others (chmod 600 {})",
-                             path, st.st_mode & 07777, path));
-  }
-  auto text = read_small_file(fd.get(), fmt::format("mesh key file {}", path));
+  auto text = read_private_file(path, "mesh key file", nullptr);
   if (!text) return std::move(text).error();
   auto key = MeshKey::parse(*text);
   if (!key) return key.error().wrap(fmt::format("mesh key file {}", path));

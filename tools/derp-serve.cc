@@ -238,6 +238,12 @@ int main(int argc, char** argv) {
           "and the certificate files. SIGINT and SIGTERM send every client a ServerRestarting "
           "frame (--restart-reconnect-in, --restart-try-for), close every connection within 2 "
           "s, and exit 0.\n\n"
+          "The key file (-c) and its missing directories (mode 0700) are created on first "
+          "start. GET / serves derper's home text and a live status page fed by /status.json "
+          "(aggregate figures only; --home blank or a URL as derper). As a system service, "
+          "derp-serve.service (systemd, from the derp-tools package) runs it as a dynamic user "
+          "with its key in /var/lib/derp and its flags in DERP_SERVE_ARGS of "
+          "/etc/default/derp-serve: systemctl reload sends SIGHUP, systemctl stop SIGTERM.\n\n"
           "Faults for tests (drop, latency, health at start; close, stall, churn, restart and "
           "clear while running) are injected with --fault or POST /debug/fault?SPEC from "
           "loopback.",

@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   int64_t rate = 0, rate_burst = 0;
   std::string bootstrap_names;
   std::vector<std::string> faults;
+  std::string debug_allow = "127.0.0.0/8,::1";  // ServerOptions' default
+  bool fault_endpoint = false;
   ServerOptions opts;
   // Duration flags: declared and parsed from one table (text default, ServerOptions field).
   struct DurationFlag {
@@ -216,9 +218,19 @@ int main(int argc, char** argv) {
                  "What / serves (derper's -home): empty = derper's home text and the live status "
                  "page, \"blank\" = an empty page, an http(s):// URL = a 302 redirect there")
       ->type_name("blank|URL");
+  app.add_option("--debug-allow-from", debug_allow,
+                 "Who may reach /debug/ (vars, varz, the fault endpoint) and the status page's "
+                 "mesh detail: comma-separated IP addresses or prefixes, by the TCP peer "
+                 "address; \"none\" = nobody")
+      ->type_name("PREFIXES")
+      ->capture_default_str();
+  app.add_flag("--fault-endpoint", fault_endpoint,
+               "Serve POST /debug/fault (run-time fault injection for tests and drills) to "
+               "--debug-allow-from peers; off: 404")
+      ->capture_default_str();
   app.add_option("--fault", faults,
                  "Fault injection at start: drop=PERCENT, latency=DURATION, health=TEXT "
-                 "(repeatable; the rest via POST /debug/fault, see docs/CLI.md)")
+                 "(repeatable; the rest via POST /debug/fault with --fault-endpoint, see docs/CLI.md)")
       ->type_name("SPEC");
   std::string refused;
   for (const auto& [flag, why] : derper_policy().refused) {
@@ -245,8 +257,10 @@ int main(int argc, char** argv) {
           "with its key in /var/lib/derp and its flags in DERP_SERVE_ARGS of "
           "/etc/default/derp-serve: systemctl reload sends SIGHUP, systemctl stop SIGTERM.\n\n"
           "Faults for tests (drop, latency, health at start; close, stall, churn, restart and "
-          "clear while running) are injected with --fault or POST /debug/fault?SPEC from "
-          "loopback.",
+          "clear while running) are injected with --fault, or with POST /debug/fault?SPEC when "
+          "--fault-endpoint is on. /debug/ and the status page's mesh detail answer only "
+          "--debug-allow-from peers (loopback by default); / (aggregates), /status.json "
+          "without mesh detail, /derp/probe, /generate_204 and --metrics-addr answer anyone.",
       .examples = {{"A relay on loopback, its key file created on first start, with metrics:",
                     "derp-serve -a 127.0.0.1:3340 -c derper.key --metrics-addr 127.0.0.1:9100"},
                    {"TLS with a generated self-signed certificate for an IP:",
@@ -304,6 +318,12 @@ int main(int argc, char** argv) {
                                       "admit every client)",
                                       verify_url)));
   }
+  if (debug_allow != "none") opts.debug_allow_from = split_commas(debug_allow);
+  else opts.debug_allow_from.clear();
+  if (auto allow = describe_debug_allow_from(opts.debug_allow_from); !allow) {
+    return cli.fail(Error(ErrorKind::kUsage, "--debug-allow-from " + allow.error().message));
+  }
+  opts.fault_endpoint = fault_endpoint;
   // Every flag is checked, and the mesh key read, before anything is written: a refused
   // command line never leaves a new key file behind.
   if (!mesh_with.empty() && mesh_file.empty()) {

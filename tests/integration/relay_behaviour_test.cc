@@ -658,7 +658,9 @@ TEST(RelayFaults, ChurnDropsAsDupClientUntilTheClientSpeaks) {
 }
 
 TEST(RelayFaults, AdminEndpointIsPostOnly) {
-  auto relay = start_relay({});
+  ServerOptions o;
+  o.fault_endpoint = true;
+  auto relay = start_relay(o);
   ASSERT_TRUE(relay);
   auto c = client_for(*relay);
   ASSERT_TRUE(c->ping(5s).ok());

@@ -149,6 +149,8 @@ TEST_F(DerpServe, RefusedFlagsExitTwoBeforeWritingTheKeyFile) {
       {{"--verify-client-url", "ftp://x"},
        "--verify-client-url \"ftp://x\": want an http:// or https:// URL"},
       {{"--verify-client-url", "127.0.0.1:1/admit"}, "want an http:// or https:// URL"},
+      {{"--debug-allow-from", "127.0.0.0/8,localhost"},
+       "--debug-allow-from \"localhost\": not an IP address or prefix"},
       {{"--mesh-psk-file", mesh},
        "mesh key file " + mesh + " has mode 0644; it must not be accessible by group or others "
        "(chmod 600 " + mesh + ")"},

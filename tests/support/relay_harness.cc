@@ -29,11 +29,22 @@ int remaining_ms(Clock::time_point deadline) {
 
 // ---- RawConn
 
-RawConn::RawConn(uint16_t port) {
+RawConn::RawConn(uint16_t port, const char* source) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     ADD_FAILURE() << "socket: " << std::strerror(errno);
     return;
+  }
+  if (source != nullptr) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      ADD_FAILURE() << "bind " << source << ": " << std::strerror(errno);
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
   }
   sockaddr_in sa{};
   sa.sin_family = AF_INET;

@@ -42,7 +42,9 @@ bool eventually(Pred pred, std::chrono::milliseconds t = kWait) {
 // A blocking TCP connection to 127.0.0.1:port whose reads give up at a deadline.
 class RawConn {
  public:
-  explicit RawConn(uint16_t port);
+  // Connects to 127.0.0.1:port; from `source` (another 127.x.y.z) when given, so a test can
+  // be a peer that is not 127.0.0.1 (lo answers the whole of 127.0.0.0/8).
+  explicit RawConn(uint16_t port, const char* source = nullptr);
   ~RawConn();
   RawConn(const RawConn&) = delete;
   RawConn& operator=(const RawConn&) = delete;

@@ -196,22 +196,30 @@ TEST(MetricsRoutes, UnknownDebugPathIs404AndOtherRoutesAreUnchanged) {
   EXPECT_EQ(route_http(get("/debugger"), ctx(true)).result(), http::status::not_found);
 }
 
-TEST(MetricsRoutes, LoopbackIsV4LoopbackMappedOrV6Loopback) {
-  auto v4 = [](uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
-    return std::array<uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d};
+TEST(MetricsRoutes, FaultEndpointIsOffUnlessAHookIsSet) {
+  RouteHooks off;  // ServerOptions::fault_endpoint false: no fault hook
+  RouteContext c = ctx(true);
+  c.hooks = &off;
+  Request post{http::verb::post, "/debug/fault?drop=1", 11};
+  post.set(http::field::host, "x");
+  auto res = route_http(post, c);
+  EXPECT_EQ(res.result(), http::status::not_found);
+  EXPECT_EQ(res.body(), "fault injection is off: start the relay with --fault-endpoint\n");
+  EXPECT_EQ(route_http(get("/debug/"), c).body().find("/debug/fault"), std::string::npos);
+
+  RouteHooks on;
+  std::string applied;
+  on.fault = [&](std::string_view spec) -> Result<std::string> {
+    applied = std::string(spec);
+    return std::string("ok");
   };
-  EXPECT_TRUE(is_loopback(v4(127, 0, 0, 1)));
-  EXPECT_TRUE(is_loopback(v4(127, 1, 2, 3)));
-  EXPECT_FALSE(is_loopback(v4(10, 0, 0, 1)));
-  EXPECT_FALSE(is_loopback(v4(128, 0, 0, 1)));
-  std::array<uint8_t, 16> v6_one{};
-  v6_one[15] = 1;
-  EXPECT_TRUE(is_loopback(v6_one));
-  std::array<uint8_t, 16> unspecified{};
-  EXPECT_FALSE(is_loopback(unspecified));
-  std::array<uint8_t, 16> other{0x20, 0x01, 0x0d, 0xb8};
-  other[15] = 1;
-  EXPECT_FALSE(is_loopback(other));
+  c.hooks = &on;
+  EXPECT_EQ(route_http(post, c).result(), http::status::ok);
+  EXPECT_EQ(applied, "drop=1");
+  EXPECT_NE(route_http(get("/debug/"), c).body().find("/debug/fault"), std::string::npos);
+  // Still nobody else's: the access rule comes first.
+  c.debug_allowed = false;
+  EXPECT_EQ(route_http(post, c).result(), http::status::forbidden);
 }
 
 }  // namespace

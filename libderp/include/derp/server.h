@@ -55,6 +55,15 @@ struct ServerOptions {
   // host:port of a separate plain-HTTP listener serving GET /metrics (Prometheus text, the
   // same as /debug/varz) to anyone who can reach it; empty = none. Port 0 = ephemeral.
   std::string metrics_addr;
+  // Who may reach /debug/ (vars, varz, the fault endpoint) and the mesh detail of /status.json
+  // and the status page, by the peer address of the TCP connection: IPv4/IPv6 addresses or
+  // prefixes ("10.0.0.0/8", "fd7a::/48"). Default: loopback only (derper's tsweb rule, minus its
+  // Tailscale-IP allowance). Empty = nobody. An entry that is not an address fails start()
+  // with kUsage. Behind a reverse proxy every peer is the proxy: keep the default or list none.
+  std::vector<std::string> debug_allow_from = {"127.0.0.0/8", "::1"};
+  // POST /debug/fault (fault injection at run time, for tests and drills) answers only when
+  // this is on; off, it is a 404 saying how to turn it on. `faults` below apply either way.
+  bool fault_endpoint = false;
 
   // ---- Limits (PROTOCOL.md §4.11).
   // Per-client receive token bucket: bytes of frame payload per second and burst. When a client
@@ -117,7 +126,7 @@ struct ServerOptions {
   // a change reloads them for new connections. 0 = only reload_certificates().
   std::chrono::milliseconds cert_check_interval{1000};
   // With TLS: derper's --http-port, a plain-HTTP listener on listen_addr's host serving
-  // /generate_204, /debug/ (loopback) and a 302 to https:// for everything else. -1 = none;
+  // /generate_204, /debug/ (debug_allow_from) and a 302 to https:// for everything else. -1 = none;
   // 0 = ephemeral. Ignored without TLS, as derper does.
   int http_port = -1;
 };
@@ -185,5 +194,10 @@ class Server {
   explicit Server(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Checks a ServerOptions::debug_allow_from list as start() would: its canonical text
+// ("127.0.0.0/8,::1/128", "none" for an empty list), or kUsage naming the bad entry. For tools
+// that check every flag before they write anything.
+Result<std::string> describe_debug_allow_from(const std::vector<std::string>& entries);
 
 }  // namespace derp

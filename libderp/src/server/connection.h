@@ -326,7 +326,7 @@ class Connection final : public ClientConn {
 
   void respond() {
     RouteContext ctx;
-    ctx.debug_allowed = is_loopback(presence_scratch_.ip16);
+    ctx.debug_allowed = relay_.route_hooks().debug_allow.contains(presence_scratch_.ip16);
     ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
     ctx.hooks = &relay_.route_hooks();
     hs_->res =

@@ -140,19 +140,25 @@ Response bootstrap_dns(const Request& req, const RouteContext& ctx) {
   return res;
 }
 
-constexpr std::string_view kDebugIndex =
+constexpr std::string_view kDebugIndexHead =
     "<html><body>\n"
     "<h1>DERP debug</h1>\n"
     "<a href=\"/debug/vars\">/debug/vars</a> (expvar JSON)<br>\n"
-    "<a href=\"/debug/varz\">/debug/varz</a> (Prometheus)<br>\n"
-    "POST /debug/fault?SPEC: fault injection (see docs/CLI.md)<br>\n"
-    "</body></html>\n";
+    "<a href=\"/debug/varz\">/debug/varz</a> (Prometheus)<br>\n";
+constexpr std::string_view kDebugIndexFault =
+    "POST /debug/fault?SPEC: fault injection (see docs/CLI.md)<br>\n";
+constexpr std::string_view kDebugIndexTail = "</body></html>\n";
+
+bool fault_endpoint_on(const RouteContext& ctx) { return ctx.hooks && ctx.hooks->fault; }
 
 Response debug(const Request& req, std::string_view path, const RouteContext& ctx) {
   // tsweb's access rule and message: nothing under /debug/ leaks to untrusted peers.
   if (!ctx.debug_allowed) return text_error(req, http::status::forbidden, "debug access denied");
   if (path == "/debug/" || path == "/debug") {
-    return text_ok(req, "text/html; charset=utf-8", kDebugIndex, true);
+    std::string index(kDebugIndexHead);
+    if (fault_endpoint_on(ctx)) index += kDebugIndexFault;
+    index += kDebugIndexTail;
+    return text_ok(req, "text/html; charset=utf-8", index, true);
   }
   if (ctx.counters && path == "/debug/vars") {
     return text_ok(req, "application/json; charset=utf-8", render_expvar_json(ctx.counters()),
@@ -161,7 +167,11 @@ Response debug(const Request& req, std::string_view path, const RouteContext& ct
   if (ctx.counters && path == "/debug/varz") {
     return text_ok(req, kPrometheusContentType, render_prometheus(ctx.counters()), true);
   }
-  if (path == "/debug/fault" && ctx.hooks && ctx.hooks->fault) return fault(req, ctx);
+  if (path == "/debug/fault") {
+    if (fault_endpoint_on(ctx)) return fault(req, ctx);
+    return text_error(req, http::status::not_found,
+                      "fault injection is off: start the relay with --fault-endpoint");
+  }
   return text_error(req, http::status::not_found, "404 page not found");
 }
 
@@ -229,16 +239,6 @@ Response home(const Request& req, const RouteContext& ctx) {
 }
 
 }  // namespace
-
-bool is_loopback(const std::array<uint8_t, 16>& ip16) {
-  static constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0,    0,
-                                                            0, 0, 0, 0, 0xff, 0xff};
-  if (std::equal(kMappedPrefix.begin(), kMappedPrefix.end(), ip16.begin())) return ip16[12] == 127;
-  for (size_t i = 0; i < 15; ++i) {
-    if (ip16[i] != 0) return false;
-  }
-  return ip16[15] == 1;
-}
 
 Upgrade classify_upgrade(const http::request_header<>& req) {
   auto up = req[http::field::upgrade];

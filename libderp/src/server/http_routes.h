@@ -34,7 +34,8 @@ bool wants_fast_start(const http::request_header<>& req);
 
 // What route_http needs to know beyond the request, for the /debug/ endpoints.
 struct RouteContext {
-  // derper serves /debug/ only to trusted peers; we trust loopback (see is_loopback).
+  // derper serves /debug/ only to trusted peers: here the peer's address is in
+  // ServerOptions::debug_allow_from (loopback by default).
   bool debug_allowed = false;
   // The counters for /debug/vars and /debug/varz; called only for those paths. Null: 404.
   std::function<std::map<std::string, int64_t>()> counters;
@@ -42,9 +43,6 @@ struct RouteContext {
   // those answer 404 (and "/" is derper's home text without the live status section).
   const RouteHooks* hooks = nullptr;
 };
-
-// True for 127.0.0.0/8 (plain or as ::ffff:127.x.y.z) and ::1: who may see /debug/.
-bool is_loopback(const std::array<uint8_t, 16>& ip16);
 
 // The response to any request that is not a DERP upgrade (probe, generate_204, 426, 404,
 // /debug/vars, /debug/varz, 403 for /debug/ from others...). `keep_alive` is taken from the

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "derp/result.h"
+#include "net/ip_prefix.h"
 
 namespace derp::server {
 
@@ -16,7 +17,9 @@ struct RouteHooks {
   // "blank" = an empty page, an http(s):// URL = a 302 there.
   std::string home;
   std::function<std::string(bool debug_allowed)> status_json;     // /status.json
-  std::function<Result<std::string>(std::string_view)> fault;     // one fault spec
+  // One fault spec (POST /debug/fault); null when ServerOptions::fault_endpoint is off.
+  std::function<Result<std::string>(std::string_view)> fault;
+  net::PrefixList debug_allow;  // ServerOptions::debug_allow_from, parsed
   std::function<std::string(std::string_view q)> bootstrap_dns;  // JSON; null = no names
 };
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "net/endpoint_text.h"
+#include "net/ip_prefix.h"
 #include "server/admission.h"
 #include "server/bootstrap_dns.h"
 #include "server/chunk_pool.h"
@@ -118,6 +119,8 @@ struct Server::Impl {
   double accept_tokens = 0;
   std::chrono::steady_clock::time_point accept_refill = std::chrono::steady_clock::now();
 
+  net::PrefixList debug_allow;  // opts.debug_allow_from, parsed by start()
+
   Result<std::string> apply_fault(std::string_view spec);
   server::RouteHooks route_hooks();
   std::string status_json(bool debug_allowed) const;
@@ -205,6 +208,12 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() { stop(); }
 
+Result<std::string> describe_debug_allow_from(const std::vector<std::string>& entries) {
+  auto list = net::PrefixList::parse(entries);
+  if (!list) return std::move(list).error();
+  return list->to_string();
+}
+
 Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (options.private_key.is_zero()) {
     return Error(ErrorKind::kUsage, "server: a private key is required");
@@ -235,10 +244,15 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
                  fmt::format("verify_client_url {:?}: want an http:// or https:// URL",
                              options.verify_client_url));
   }
+  auto debug_allow = net::PrefixList::parse(options.debug_allow_from);
+  if (!debug_allow) {
+    return Error(ErrorKind::kUsage, "debug_allow_from " + std::move(debug_allow).error().message);
+  }
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
   auto impl = std::make_unique<Impl>(std::move(options));
+  impl->debug_allow = *std::move(debug_allow);
   impl->accept_tokens = static_cast<double>(std::max<int64_t>(1, impl->opts.accept_burst));
   if (auto loaded = impl->relay.admission().load_allow_keys(); !loaded) {
     return std::move(loaded).error();
@@ -490,7 +504,8 @@ server::RouteHooks Server::Impl::route_hooks() {
   server::RouteHooks h;
   h.home = opts.home;
   h.status_json = [this](bool debug_allowed) { return status_json(debug_allowed); };
-  h.fault = [this](std::string_view spec) { return apply_fault(spec); };
+  if (opts.fault_endpoint) h.fault = [this](std::string_view spec) { return apply_fault(spec); };
+  h.debug_allow = debug_allow;
   if (bootstrap_dns) h.bootstrap_dns = [this](std::string_view q) { return bootstrap_dns->json(q); };
   return h;
 }

@@ -34,8 +34,9 @@ std::string access_get(uint16_t port, const char* from, const std::string& path)
 }
 
 std::string access_post_fault(uint16_t port, const char* from, const std::string& spec) {
-  return access_request(port, from,
-                 "POST /debug/fault?" + spec + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  return access_request(
+      port, from,
+      "POST /debug/fault?" + spec + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
 }
 
 bool access_status_is(const std::string& res, int code) {
@@ -81,13 +82,16 @@ TEST(RelayAccess, PublicRoutesAnswerEveryoneWithoutDebugDetail) {
   const std::string home_out = access_get(relay->port(), kLocal, "/");
   ASSERT_TRUE(access_status_is(home_out, 200)) << home_out;
   EXPECT_EQ(access_body(home_out).find("/debug/"), std::string::npos);
-  EXPECT_NE(access_body(access_get(relay->port(), kOther, "/")).find("href='/debug/'"), std::string::npos);
+  EXPECT_NE(access_body(access_get(relay->port(), kOther, "/")).find("href='/debug/'"),
+            std::string::npos);
 
-  const auto out = nlohmann::json::parse(access_body(access_get(relay->port(), kLocal, "/status.json")));
+  const auto out =
+      nlohmann::json::parse(access_body(access_get(relay->port(), kLocal, "/status.json")));
   ASSERT_EQ(out["mesh"]["links"].size(), 1u) << out.dump();
   EXPECT_FALSE(out["mesh"]["links"][0].contains("url")) << out.dump();
   EXPECT_FALSE(out["mesh"]["links"][0].contains("name")) << out.dump();
-  const auto in = nlohmann::json::parse(access_body(access_get(relay->port(), kOther, "/status.json")));
+  const auto in =
+      nlohmann::json::parse(access_body(access_get(relay->port(), kOther, "/status.json")));
   ASSERT_EQ(in["mesh"]["links"].size(), 1u) << in.dump();
   EXPECT_NE(in["mesh"]["links"][0].value("url", "").find("127.0.0.1:1"), std::string::npos)
       << in.dump();
@@ -104,11 +108,13 @@ TEST(RelayAccess, DefaultIsLoopbackAndTheFaultEndpointIsOff) {
   auto relay = start_relay({});
   ASSERT_TRUE(relay);
   EXPECT_TRUE(access_status_is(access_get(relay->port(), kLocal, "/debug/vars"), 200));
-  EXPECT_TRUE(access_status_is(access_get(relay->port(), kOther, "/debug/vars"), 200));  // 127/8 is loopback
+  EXPECT_TRUE(access_status_is(access_get(relay->port(), kOther, "/debug/vars"),
+                               200));  // 127/8 is loopback
   const std::string off = access_post_fault(relay->port(), kLocal, "drop=100");
   EXPECT_TRUE(access_status_is(off, 404)) << off;
   EXPECT_EQ(access_body(off), "fault injection is off: start the relay with --fault-endpoint\n");
-  EXPECT_EQ(access_body(access_get(relay->port(), kLocal, "/debug/")).find("/debug/fault"), std::string::npos);
+  EXPECT_EQ(access_body(access_get(relay->port(), kLocal, "/debug/")).find("/debug/fault"),
+            std::string::npos);
   // The library call and start-time faults are not the endpoint: they still work.
   EXPECT_TRUE(relay->apply_fault("drop=0"));
 }
@@ -143,8 +149,12 @@ class DerpServeAccess : public ::testing::Test {
 
   // Starts derp-serve with extra flags; returns its port (0 on failure).
   uint16_t serve(std::unique_ptr<Child>& child, std::vector<std::string> extra) {
-    std::vector<std::string> argv = {std::string(DERP_BIN_DIR) + "/derp-serve", "-a",
-                                     "127.0.0.1:0", "--stun=false", "-c", dir_ + "/k"};
+    std::vector<std::string> argv = {std::string(DERP_BIN_DIR) + "/derp-serve",
+                                     "-a",
+                                     "127.0.0.1:0",
+                                     "--stun=false",
+                                     "-c",
+                                     dir_ + "/k"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     child = Child::spawn(argv, dir_);
     if (!child) return 0;

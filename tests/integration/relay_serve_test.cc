@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "derp/key.h"
+#include "support/process.h"
 #include "support/relay_harness.h"
 
 namespace derp::test {
@@ -114,18 +115,17 @@ TEST_F(DerpServe, HttpPortThatCannotBeBoundSaysHowToTurnItOff) {
   ASSERT_TRUE(line.has_value()) << first->stderr_text();
   const auto colon = line->find("127.0.0.1:") + 10;
   const std::string port = line->substr(colon, line->find('/', colon) - colon);
-  auto tls = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "--certmode", "manual",
-                           "--certdir", dir_, "--hostname", "127.0.0.1", "--http-port", port,
-                           "-c", dir_ + "/tls.key"},
-                          dir_);
+  auto tls = Child::spawn(
+      {kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "--certmode", "manual", "--certdir", dir_,
+       "--hostname", "127.0.0.1", "--http-port", port, "-c", dir_ + "/tls.key"},
+      dir_);
   ASSERT_TRUE(tls);
   EXPECT_EQ(tls->wait(), 4);
   const std::string err = tls->stderr_text();
   // Progress notes (key file, certificate) come first; the failure is the one last line.
   const std::string last = err.substr(err.rfind('\n', err.size() - 2) + 1);
   EXPECT_EQ(last.rfind("derp-serve: listen (http port) on 127.0.0.1:" + port, 0), 0u) << err;
-  EXPECT_NE(err.find("(hint: --http-port -1 turns the plain-HTTP listener off"),
-            std::string::npos)
+  EXPECT_NE(err.find("(hint: --http-port -1 turns the plain-HTTP listener off"), std::string::npos)
       << err;
   first->signal(SIGTERM);
   EXPECT_EQ(first->wait(), 0);
@@ -152,8 +152,10 @@ TEST_F(DerpServe, RefusedFlagsExitTwoBeforeWritingTheKeyFile) {
       {{"--debug-allow-from", "127.0.0.0/8,localhost"},
        "--debug-allow-from \"localhost\": not an IP address or prefix"},
       {{"--mesh-psk-file", mesh},
-       "mesh key file " + mesh + " has mode 0644; it must not be accessible by group or others "
-       "(chmod 600 " + mesh + ")"},
+       "mesh key file " + mesh +
+           " has mode 0644; it must not be accessible by group or others "
+           "(chmod 600 " +
+           mesh + ")"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key};
@@ -177,13 +179,52 @@ TEST_F(DerpServe, RefusedFlagsExitTwoBeforeWritingTheKeyFile) {
   EXPECT_EQ(watch->stderr_text().find(mesh + ": "), std::string::npos) << watch->stderr_text();
   // With mode 0600 the same file is taken.
   ASSERT_EQ(::chmod(mesh.c_str(), 0600), 0);
-  auto ok = Child::spawn({kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key,
-                          "--mesh-psk-file", mesh},
-                         dir_);
+  auto ok = Child::spawn(
+      {kServe, "-a", "127.0.0.1:0", "--stun-port", "0", "-c", key, "--mesh-psk-file", mesh}, dir_);
   ASSERT_TRUE(ok);
   ASSERT_TRUE(ok->read_stdout_line().has_value()) << ok->stderr_text();
   ok->signal(SIGTERM);
   EXPECT_EQ(ok->wait(), 0) << ok->stderr_text();
+}
+
+// A full fd table (EMFILE) pauses accepting with a back-off instead of a hot retry loop: one
+// log line for the spell and one when it ends, connected clients served meanwhile, and the
+// connections that waited in the backlog accepted once fds are free.
+TEST_F(DerpServe, FullFdTableBacksOffLogsOnceAndRecovers) {
+  Process relay("/bin/sh",
+                {"-c", "ulimit -n 32 && exec " + kServe +
+                           " -a 127.0.0.1:0 --stun=false --threads 1 -c " + dir_ + "/k"});
+  const auto line = relay.wait_for_line("listening on http", kWait, Process::Stream::kStdout);
+  ASSERT_TRUE(line) << relay.err();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(*line, m, std::regex(":([0-9]+)/derp")));
+  const auto port = static_cast<uint16_t>(std::stoi(m[1].str()));
+  const std::string probe = "GET /derp/probe HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto served = [&](RawConn& c) {
+    if (!c.write(probe)) return false;
+    const auto res = c.read_http_response();
+    return res && res->rfind("HTTP/1.1 200", 0) == 0;
+  };
+  RawConn early(port);
+  ASSERT_TRUE(served(early));
+
+  std::vector<std::unique_ptr<RawConn>> flood;
+  for (int i = 0; i < 60; ++i) flood.push_back(std::make_unique<RawConn>(port));
+  ASSERT_TRUE(relay.wait_for_line("Too many open files", kWait, Process::Stream::kStderr))
+      << relay.err();
+  EXPECT_TRUE(served(early)) << "a connected client is served while accepting is paused";
+
+  flood.clear();  // the relay sees EOF on the accepted ones and frees their fds
+  ASSERT_TRUE(relay.wait_for_line("again after", kWait, Process::Stream::kStderr)) << relay.err();
+  RawConn late(port);
+  EXPECT_TRUE(served(late));
+  const std::string err = relay.err();
+  const std::regex spell("accept on [^\n]*Too many open files");
+  EXPECT_EQ(
+      std::distance(std::sregex_iterator(err.begin(), err.end(), spell), std::sregex_iterator()), 1)
+      << err;
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait(kWait).exit_code, 0) << relay.err();
 }
 
 }  // namespace

@@ -121,6 +121,43 @@ struct Server::Impl {
 
   net::PrefixList debug_allow;  // opts.debug_allow_from, parsed by start()
 
+  // An accept that fails (EMFILE/ENFILE when the fd table is full, ENOBUFS...) is retried as
+  // Go's http.Server does: after 5 ms, doubling up to 1 s, not at once — the pending connection
+  // stays in the backlog, so an immediate retry fails again, spinning a core and the log. One
+  // line when a spell starts, one when accepting works again. On loops[0], like the acceptors.
+  struct AcceptRetry {
+    std::optional<asio::steady_timer> timer;
+    std::chrono::milliseconds delay{0};
+    int64_t failures = 0;
+  };
+  AcceptRetry accept_retry, http_accept_retry;
+
+  void accept_failed(AcceptRetry& r, const tcp::endpoint& where,
+                     const boost::system::error_code& ec, void (Impl::*again)()) {
+    using std::chrono::milliseconds;
+    r.delay = r.delay.count() == 0 ? milliseconds(5) : std::min(r.delay * 2, milliseconds(1000));
+    if (r.failures++ == 0 && opts.log) {
+      opts.log(fmt::format("accept on {}: {}; retrying with a back-off (5 ms to 1 s) until it "
+                           "works; connected clients are still served",
+                           net::endpoint_string(where), ec.message()));
+    }
+    if (!r.timer) r.timer.emplace(*loops[0]);
+    r.timer->expires_after(r.delay);
+    r.timer->async_wait([this, again](boost::system::error_code wec) {
+      if (!wec) (this->*again)();  // after stop(): the closed acceptor ends it
+    });
+  }
+
+  void accept_worked(AcceptRetry& r, const tcp::endpoint& where) {
+    if (r.failures == 0) return;
+    if (opts.log) {
+      opts.log(fmt::format("accepting on {} again after {} failed accept(s)",
+                           net::endpoint_string(where), r.failures));
+    }
+    r.failures = 0;
+    r.delay = std::chrono::milliseconds(0);
+  }
+
   Result<std::string> apply_fault(std::string_view spec);
   server::RouteHooks route_hooks();
   std::string status_json(bool debug_allowed) const;
@@ -143,9 +180,9 @@ struct Server::Impl {
     if (opts.accept_rate <= 0) return true;
     const auto now = std::chrono::steady_clock::now();
     const double burst = static_cast<double>(std::max<int64_t>(1, opts.accept_burst));
-    accept_tokens = std::min(
-        burst, accept_tokens + std::chrono::duration<double>(now - accept_refill).count() *
-                                   opts.accept_rate);
+    accept_tokens =
+        std::min(burst, accept_tokens + std::chrono::duration<double>(now - accept_refill).count() *
+                                            opts.accept_rate);
     accept_refill = now;
     if (accept_tokens < 1) return false;
     accept_tokens -= 1;
@@ -166,10 +203,11 @@ struct Server::Impl {
   void on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor || !acceptor->is_open()) return;
     if (ec) {
-      if (opts.log) {
-        opts.log(fmt::format("accept on {}: {}", net::endpoint_string(local), ec.message()));
-      }
-    } else if (!accept_allowed()) {
+      accept_failed(accept_retry, local, ec, &Impl::accept_next);
+      return;
+    }
+    accept_worked(accept_retry, local);
+    if (!accept_allowed()) {
       // derper accepts and closes at once rather than letting connections pile up.
       stats.add(server::Counter::kAcceptRejected);
       boost::system::error_code cec;
@@ -196,9 +234,12 @@ struct Server::Impl {
           if (ec == asio::error::operation_aborted || !http_acceptor || !http_acceptor->is_open()) {
             return;
           }
-          if (!ec) {
-            server::start_tcp_connection(std::move(socket), shared(), &opts.hostname);
+          if (ec) {
+            accept_failed(http_accept_retry, http_local, ec, &Impl::accept_http);
+            return;
           }
+          accept_worked(http_accept_retry, http_local);
+          server::start_tcp_connection(std::move(socket), shared(), &opts.hostname);
           accept_http();
         });
   }
@@ -443,16 +484,16 @@ Result<std::string> Server::Impl::apply_fault(std::string_view spec) {
   using K = server::FaultSpec::Kind;
   std::string done;
   auto not_connected = [&] {
-    return Error(ErrorKind::kUsage, fmt::format("fault {:?}: {} is not connected", spec,
-                                                f->key.to_string()));
+    return Error(ErrorKind::kUsage,
+                 fmt::format("fault {:?}: {} is not connected", spec, f->key.to_string()));
   };
   switch (f->kind) {
     case K::kClear: {
       relay.faults().set_drop_percent(0);
       relay.faults().set_latency(std::chrono::milliseconds(0));
       const size_t resumed = relay.unstall(nullptr);
-      done = fmt::format("drop and latency faults cleared, {} stalled connection(s) resumed",
-                         resumed);
+      done =
+          fmt::format("drop and latency faults cleared, {} stalled connection(s) resumed", resumed);
       break;
     }
     case K::kHealth:
@@ -506,7 +547,8 @@ server::RouteHooks Server::Impl::route_hooks() {
   h.status_json = [this](bool debug_allowed) { return status_json(debug_allowed); };
   if (opts.fault_endpoint) h.fault = [this](std::string_view spec) { return apply_fault(spec); };
   h.debug_allow = debug_allow;
-  if (bootstrap_dns) h.bootstrap_dns = [this](std::string_view q) { return bootstrap_dns->json(q); };
+  if (bootstrap_dns)
+    h.bootstrap_dns = [this](std::string_view q) { return bootstrap_dns->json(q); };
   return h;
 }
 
@@ -542,6 +584,9 @@ void Server::stop() {
     if (raw->stun) raw->stun->close();
     if (raw->metrics) raw->metrics->close();
     if (raw->sampler) raw->sampler->cancel();
+    for (auto* r : {&raw->accept_retry, &raw->http_accept_retry}) {
+      if (r->timer) r->timer->cancel();
+    }
   });
   impl_->guards.clear();
   for (auto& loop : impl_->loops) loop->stop();
@@ -552,6 +597,8 @@ void Server::stop() {
   impl_->stun.reset();  // its socket belongs to loops[0]: destroy it before the loop
   impl_->metrics.reset();
   impl_->sampler.reset();  // its timer belongs to loops[0]
+  impl_->accept_retry.timer.reset();
+  impl_->http_accept_retry.timer.reset();
   // Connections are owned by the tables and by their pending handlers: drop the tables, then
   // destroying each loop destroys its handlers and with them the connections and sockets.
   impl_->relay.clear();

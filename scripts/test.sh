@@ -4,6 +4,8 @@
 #
 #   scripts/test.sh              the CI run: one optimised build (-O2, line-table debug info)
 #   scripts/test.sh --sanitize   then the same tests again in an AddressSanitizer + UBSan build
+#   scripts/test.sh --tsan       then the unit and integration tests (relay, client, mesh, bench,
+#                                tools) in a ThreadSanitizer build; any report fails the run
 #
 # Both builds are unity builds (several .cc files per compiler run): on 2 cores a fresh build
 # takes about half the time. The sanitizer half doubles the run, which is why CI (30-minute
@@ -13,10 +15,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 sanitize=0
+tsan=0
 for arg in "$@"; do
   case "$arg" in
     --sanitize) sanitize=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --tsan) tsan=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,5 +45,17 @@ if [ "$sanitize" = 1 ]; then
   echo "== tests under sanitizers =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$root/build/asan" -j "$jobs" --output-on-failure --timeout 600
+fi
+if [ "$tsan" = 1 ]; then
+  echo "== build (thread sanitizer, unity) =="
+  bash scripts/build.sh "$root/build/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDERP_WERROR=ON \
+    -DDERP_TSAN=ON -DCMAKE_UNITY_BUILD=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g"
+  echo "== unit and integration tests under ThreadSanitizer =="
+  # halt_on_error: the first report fails its test (tools run as children report the same
+  # way: their exit code 66 fails the test that ran them). The suppressions file explains each
+  # entry. The browser and the completion/man-page tests run no threads of ours.
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp" \
+    ctest --test-dir "$root/build/tsan" -j "$jobs" --output-on-failure --timeout 900 \
+      -L 'unit|integration' -E 'StatusPageBrowser|BashCompletion|ZshCompletion|ToolsManual'
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s (after dependencies) =="

@@ -298,15 +298,13 @@ int main(int argc, char** argv) {
         auto it = metrics.find(name);
         return it == metrics.end() ? std::nullopt : it->second;
       });
-  const std::vector<std::string> violations = report.failures();
   // With --assert the assertions decide (a tolerated loss is the caller's call); without, any
   // lost probe fails the run.
   const bool ok = asserts.empty() ? all : report.ok();
 
   std::string why;
-  if (!violations.empty()) {
-    why = violations.front();
-    for (size_t i = 1; i < violations.size(); ++i) why += "; " + violations[i];
+  if (!report.ok()) {
+    why = report.summary();
   } else if (!ok) {
     why = std::to_string(sent - received) + " of " + std::to_string(sent) + " " +
           (peer ? "echoes" : "pongs") + " lost";
@@ -322,9 +320,9 @@ int main(int argc, char** argv) {
     hint = "run `derp-recv --echo` with that key on the same relay";
   }
 
+  nlohmann::json j = json_ok();
+  const int code = ok ? kExitOk : cli.fail_check(why, hint, &j);
   if (cli.json()) {
-    nlohmann::json j = ok ? json_ok() : json_check_failed(why);
-    if (!ok && !hint.empty()) j["error"]["hint"] = hint;
     j["server"] = where;
     j["server_key"] = c.server_public_key().to_string();
     if (peer) {
@@ -354,12 +352,6 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
-  for (const auto& v : violations) std::cerr << "derp-ping: " << err.bad(v) << "\n";
-  if (!ok && violations.empty()) {
-    cli.note(why + (hint.empty() ? "" : " (hint: " + hint + ")"));
-  }
-  std::cerr << std::flush;
   c.close();
-  return ok ? kExitOk : kExitCheckFailed;
+  return code;
 }

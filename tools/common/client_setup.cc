@@ -9,7 +9,18 @@ Result<DERPRegion> load_region(const ToolCli& cli) {
   const auto timeout =
       cli.timeout().count() > 0 ? cli.timeout() : std::chrono::milliseconds(10000);
   auto map = load_derp_map(cli.derp_map(), timeout);
-  if (!map) return map.error().wrap("--derp-map");
+  if (!map) {
+    // The map's URL failed, not a node: the hint is about the URL (an empty one would get the
+    // node hints, "the node's HostName and CertName", which do not fit).
+    Error e = map.error().wrap("--derp-map");
+    if (e.kind == ErrorKind::kTls && e.hint.empty()) {
+      e.hint = "the DERP map URL's certificate did not verify: check the URL, or save the map "
+               "to a file and pass that";
+    } else if (e.kind == ErrorKind::kHttp && e.hint.empty()) {
+      e.hint = "check the DERP map URL: it must answer 200 with the map's JSON";
+    }
+    return e;
+  }
   auto it = map->regions.find(cli.region());
   if (it == map->regions.end()) {
     std::string known;

@@ -369,10 +369,8 @@ int prober_once(const ToolCli& cli, const DERPMap& map, ProberOptions po,
                                    failed[i]->detail);
     }
   }
-  json j = json_ok();
-  int code = kExitOk;
-  if (!ok) code = cli.fail_check(rep.ok() ? failed_checks : rep.summary(), "", &j);
-  if (ok && !failed.empty()) cli.note(failed_checks + " (tolerated by --assert)");
+  const std::string why = rep.ok() ? failed_checks : rep.summary();
+  json j = ok ? json_ok() : json_check_failed(why);
   if (cli.json()) {
     j["failed"] = json::array();
     for (const auto* c : failed) j["failed"].push_back(c->name());
@@ -392,7 +390,10 @@ int prober_once(const ToolCli& cli, const DERPMap& map, ProberOptions po,
     }
     std::fflush(stdout);
   }
-  return code;
+  // The one stderr line comes after the report (on a terminal, below the table).
+  if (!ok) return cli.fail_check(why, "", nullptr);
+  if (!failed.empty()) cli.note(failed_checks + " (tolerated by --assert)");
+  return kExitOk;
 }
 
 int prober_loop(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
@@ -602,14 +603,14 @@ int main(int argc, char** argv) {
       findings.insert(findings.end(), more.begin(), more.end());
     }
     json j = json_ok();
-    int code = kExitOk;
+    std::string why;
     if (!findings.empty()) {
-      std::string why = fmt::format("{}: {} finding{}:", lint_map, findings.size(),
+      why = fmt::format("{}: {} finding{}:", lint_map, findings.size(),
                                     findings.size() == 1 ? "" : "s");
       for (size_t i = 0; i < findings.size(); ++i) {
         why += (i == 0 ? " " : "; ") + findings[i].line();
       }
-      code = cli.fail_check(why, "", &j);
+      j = json_check_failed(why);
     }
     if (cli.json()) {
       j["findings"] = json::array();
@@ -624,7 +625,7 @@ int main(int argc, char** argv) {
         std::printf("%s: %s\n", lint_map.c_str(), out.good("no findings").c_str());
       }
     }
-    return code;
+    return why.empty() ? kExitOk : cli.fail_check(why, "", nullptr);
   }
 
   if ((once || !listen.empty()) && !prober) {
@@ -694,10 +695,8 @@ int main(int argc, char** argv) {
   // With --assert the assertions decide; without, no region answering at all is the failure
   // this tool exists to catch.
   const bool ok = asserts.empty() ? report->preferred_derp != 0 : rep.ok();
-  json j = json_ok();
-  const int code =
-      ok ? kExitOk
-         : cli.fail_check(rep.ok() ? no_region_answered(*map, *report) : rep.summary(), "", &j);
+  const std::string why = ok ? "" : rep.ok() ? no_region_answered(*map, *report) : rep.summary();
+  json j = ok ? json_ok() : json_check_failed(why);
   if (cli.json()) {
     j["report"] = report_json(*map, *report);
     if (!asserts.empty()) j["asserts"] = rep.to_json();
@@ -705,5 +704,5 @@ int main(int argc, char** argv) {
   } else {
     print_report(*map, *report, explain);
   }
-  return code;
+  return ok ? kExitOk : cli.fail_check(why, "", nullptr);
 }

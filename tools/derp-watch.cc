@@ -683,7 +683,10 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     std::string list;
     for (auto& f : failing) list += (list.empty() ? "" : ", ") + f;
     for (size_t i = 0; i < n; ++i) {
-      if (relays[i].error) list += fmt::format("; relay {} unreachable: {}", i, relays[i].error->message);
+      if (!relays[i].error) continue;
+      list += fmt::format("; relay {}{} unreachable: {}", i,
+                          relays[i].node.empty() ? "" : " (node " + relays[i].node + ")",
+                          relays[i].error->message);
     }
     const int code = cli.fail_check("failing pairs: " + list, "", &check_json);
     if (cli.json()) print_json_line(check_json);

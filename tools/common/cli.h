@@ -78,7 +78,8 @@ class ToolCli {
   int fail_line(const Error& error) const;
   // A check that ran and failed (exit 1, layer "check"; docs/CLI.md "The failure rule"): one
   // line "<tool>: <message> (hint: ...)" on stderr, the message naming what failed; with --json,
-  // `report` (the tool's object, printed by the caller afterwards; may be null) gets "ok": false
+  // `report` (the tool's object, printed by the caller afterwards; null when the caller built
+  // it with json_check_failed() already) gets "ok": false
   // and "error": {"layer":"check","message",...,"hint"}. Returns kExitCheckFailed.
   int fail_check(const std::string& message, const std::string& hint,
                  nlohmann::json* report) const;

@@ -1,5 +1,7 @@
 #include "common/client_setup.h"
 
+#include <cstring>
+
 #include "common/json_output.h"
 #include "derp/derp_map_load.h"
 
@@ -60,6 +62,18 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
     if (auto ok = out.client->connect(); !ok) return std::move(ok).error();
   }
   return out;
+}
+
+namespace {
+constexpr uint8_t kDiscoMagic[6] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};  // "TS💬"
+constexpr size_t kDiscoMinSize = 62;
+}  // namespace
+
+std::vector<uint8_t> presence_check_payload() {
+  std::vector<uint8_t> p(kDiscoMinSize, 0);
+  std::memcpy(p.data(), kDiscoMagic, sizeof kDiscoMagic);
+  std::memcpy(p.data() + sizeof kDiscoMagic, "derpping", 8);
+  return p;
 }
 
 std::string payload_for_humans(std::span<const uint8_t> data) {

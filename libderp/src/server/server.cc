@@ -194,7 +194,8 @@ struct Server::Impl {
             return;
           }
           if (!ec) {
-            server::start_tcp_connection(std::move(socket), shared(), &opts.hostname);
+            server::start_tcp_connection(std::move(socket), shared(), &opts.hostname,
+                                         local.port());
           }
           accept_http();
         });

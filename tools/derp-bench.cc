@@ -74,33 +74,26 @@ std::vector<MetricSpec> bench_metrics(Mode mode) {
 
 using Metrics = std::map<std::string, std::optional<double>, std::less<>>;
 
-// Evaluates the assertions over `metrics`; prints each violation on stderr (in `err`'s colour).
-// Returns the report.
-AssertReport check_asserts(const std::vector<Assertion>& asserts, const Metrics& metrics,
-                           const Palette& err) {
-  AssertReport report = evaluate_asserts(
-      asserts, [&](std::string_view name, std::string_view) -> std::optional<double> {
-        auto it = metrics.find(name);
-        return it == metrics.end() ? std::nullopt : it->second;
-      });
-  for (const auto& v : report.failures()) std::cerr << "derp-bench: " << err.bad(v) << "\n";
-  return report;
+// Evaluates the assertions over `metrics`. Returns the report.
+AssertReport check_asserts(const std::vector<Assertion>& asserts, const Metrics& metrics) {
+  return evaluate_asserts(asserts,
+                          [&](std::string_view name, std::string_view) -> std::optional<double> {
+                            auto it = metrics.find(name);
+                            return it == metrics.end() ? std::nullopt : it->second;
+                          });
 }
 
-// The JSON line's ok/error part once asserts have been evaluated: a violated assertion makes
-// the run a failed check (exit 1), whatever else went right.
-void apply_asserts(nlohmann::json& j, const std::vector<Assertion>& asserts,
-                   const AssertReport& report) {
-  if (asserts.empty()) return;
-  j["asserts"] = report.to_json();
-  if (!report.ok() && j.value("ok", false)) {
-    const auto f = report.failures();
-    std::string why = f.front();
-    for (size_t i = 1; i < f.size(); ++i) why += "; " + f[i];
-    auto failed = json_check_failed(why);
-    j["ok"] = false;
-    j["error"] = failed["error"];
-  }
+// Ends a run (docs/CLI.md "The failure rule"): what the mode itself found wrong (`failure`, ""
+// when nothing) and the violated assertions make one check-failure line, exit 1; with --json,
+// `j` gets the asserts (and the error) and is printed.
+int finish(const ToolCli& cli, nlohmann::json& j, const std::string& failure,
+           const std::vector<Assertion>& asserts, const AssertReport& report) {
+  std::string why = failure;
+  if (!report.ok()) why += (why.empty() ? "" : "; ") + report.summary();
+  if (!asserts.empty()) j["asserts"] = report.to_json();
+  const int code = why.empty() ? kExitOk : cli.fail_check(why, "", &j);
+  if (cli.json()) print_json_line(j);
+  return code;
 }
 
 // Where the run went: the URL, the transport, the proxy and the DERP map's node. In every mode's
@@ -308,7 +301,6 @@ int main(int argc, char** argv) {
     if (!cli.json()) print_target(*target);
   }
   std::fflush(stdout);  // before the progress line shares the terminal
-  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
   auto progress = ProgressLine::for_stderr(cli.name(), cli.json());
 
   // ---- --idle
@@ -331,10 +323,9 @@ int main(int argc, char** argv) {
                                               {{"connections", n},
                                                {"server_bytes_per_conn", per_conn},
                                                {"client_bytes_per_conn", self_per_conn},
-                                               {"open_seconds", r->open_seconds}},
-                                              err);
+                                               {"open_seconds", r->open_seconds}});
+    nlohmann::json j = json_ok();
     if (cli.json()) {
-      auto j = json_ok();
       j["mode"] = "idle";
       add_target_json(j, &*target);
       j["connections"] = r->connections;
@@ -345,8 +336,6 @@ int main(int argc, char** argv) {
                                                         : nlohmann::json(nullptr);
       j["server_bytes_per_conn"] = per_conn ? nlohmann::json(*per_conn) : nlohmann::json(nullptr);
       j["client_bytes_per_conn"] = self_per_conn;
-      apply_asserts(j, asserts, report);
-      print_json_line(j);
     } else {
       std::printf("idle: %d connections to %s opened in %.2f s\n", r->connections,
                   target->url.c_str(), r->open_seconds);
@@ -359,7 +348,7 @@ int main(int argc, char** argv) {
       }
       std::printf("derp-bench's own RSS: %.0f bytes per connection\n", self_per_conn);
     }
-    return report.ok() ? kExitOk : kExitCheckFailed;
+    return finish(cli, j, "", asserts, report);
   }
 
   // ---- --connect-storm
@@ -382,10 +371,9 @@ int main(int argc, char** argv) {
                                                {"conns_per_second", rate},
                                                {"handshake_p50", hs(0.50)},
                                                {"handshake_p99", hs(0.99)},
-                                               {"handshake_max", hs(1)}},
-                                              err);
+                                               {"handshake_max", hs(1)}});
+    nlohmann::json j = json_ok();
     if (cli.json()) {
-      auto j = r->failed == 0 ? json_ok() : json_error(Error(ErrorKind::kConnect, r->first_error));
       j["mode"] = "connect_storm";
       add_target_json(j, &*target);
       j["connections"] = r->connections;
@@ -393,15 +381,17 @@ int main(int argc, char** argv) {
       j["seconds"] = r->seconds;
       j["conns_per_second"] = rate;
       j["handshake_ms"] = quantiles_ms(r->handshake);
-      apply_asserts(j, asserts, report);
-      print_json_line(j);
     } else {
       std::printf("connect storm: %d connections (%d failed) to %s in %.2f s: %.0f conn/s\n",
                   r->connections, r->failed, target->url.c_str(), r->seconds, rate);
       std::printf("handshake  %s\n", quantiles_text(r->handshake).c_str());
       if (r->failed > 0) std::printf("first failure: %s\n", r->first_error.c_str());
     }
-    return r->failed == 0 && report.ok() ? kExitOk : kExitCheckFailed;
+    return finish(cli, j,
+                  r->failed == 0 ? ""
+                                 : fmt::format("{} of {} connections failed (first: {})", r->failed,
+                                               r->connections, r->first_error),
+                  asserts, report);
   }
 
   // ---- load (relay or --raw)
@@ -443,12 +433,9 @@ int main(int argc, char** argv) {
                                              {"p999", lat(r->latency, have_latency, 0.999)},
                                              {"max", lat(r->latency, have_latency, 1)},
                                              {"ping_p50", lat(r->ping, have_ping, 0.50)},
-                                             {"ping_p99", lat(r->ping, have_ping, 0.99)}},
-                                            err);
-  const bool ok = delivered_any && report.ok();
+                                             {"ping_p99", lat(r->ping, have_ping, 0.99)}});
+  nlohmann::json j = json_ok();
   if (cli.json()) {
-    auto j = delivered_any ? json_ok()
-                           : json_error(Error(ErrorKind::kIo, "no packet was delivered"));
     j["mode"] = raw ? "raw" : "load";
     add_target_json(j, raw ? nullptr : &*target);
     j["server_key"] = raw ? nlohmann::json(nullptr) : nlohmann::json(r->server_key);
@@ -479,8 +466,6 @@ int main(int argc, char** argv) {
       j["ping_ms"] = quantiles_ms(r->ping);
       j["pings_sent"] = r->pings_sent;
     }
-    apply_asserts(j, asserts, report);
-    print_json_line(j);
   } else {
     std::printf("%s: %d pairs x %zu B, %s loop", where.c_str(), cfg.pairs, cfg.size, loop.c_str());
     if (cfg.rate > 0) std::printf(" %.0f pkt/s per pair", cfg.rate);
@@ -505,6 +490,5 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(r->foreign));
     }
   }
-  if (!delivered_any) cli.note("no packet was delivered");
-  return ok ? kExitOk : kExitCheckFailed;
+  return finish(cli, j, delivered_any ? "" : "no packet was delivered", asserts, report);
 }

@@ -107,15 +107,27 @@ int main(int argc, char** argv) {
     any_result = true;
     captive |= r.verdict != CaptiveVerdict::kNoPortal;
   }
-  if (cli.json()) {
-    nlohmann::json j;
-    if (!any_result && first_error) {
-      j = json_error(*first_error);
-    } else {
-      j = json_ok();
-      j["captive_portal"] = captive;
-      if (captive) j["ok"] = false;
+  nlohmann::json j;
+  int code = kExitOk;
+  if (!any_result && first_error) {
+    j = json_error(*first_error);
+    code = cli.fail_line(*first_error);
+  } else {
+    j = json_ok();
+    j["captive_portal"] = captive;
+    if (captive) {
+      std::string why;
+      for (const auto& r : results) {
+        if (r.verdict == CaptiveVerdict::kNoResult || r.verdict == CaptiveVerdict::kNoPortal) {
+          continue;
+        }
+        why += fmt::format("{} {}: {}", why.empty() ? "" : ";", r.url, explain(r.verdict));
+      }
+      why = "captive portal or middlebox detected:" + why;
+      code = cli.fail_check(why, "", &j);
     }
+  }
+  if (cli.json()) {
     j["endpoints"] = nlohmann::json::array();
     for (const auto& r : results) {
       nlohmann::json e{{"url", r.url},
@@ -136,9 +148,5 @@ int main(int argc, char** argv) {
       std::printf("%s\n", captive ? "captive portal or middlebox detected" : "no captive portal");
     }
   }
-  if (!any_result && first_error) {
-    std::fprintf(stderr, "derp-captive: %s\n", first_error->message.c_str());
-    return exit_code_for(first_error->kind);
-  }
-  return captive ? kExitCheckFailed : kExitOk;
+  return code;
 }

@@ -34,23 +34,11 @@ using Clock = std::chrono::steady_clock;
 constexpr char kMagic[8] = {'d', 'e', 'r', 'p', 'p', 'i', 'n', 'g'};
 constexpr size_t kProbeHeader = 32;
 
-// Relays (derper and derp-serve alike) answer a packet for a key they do not know with
-// PeerGone(NotHere) only when the payload looks like a disco message: at least 62 bytes starting
-// with "TS💬" (PROTOCOL.md §4.4). The probes above do not, so a run first sends one packet of
-// that shape, marked as ours, to learn whether the peer is connected at all. A real disco peer
-// drops it (it does not decrypt); `derp-recv --echo` echoes it and the echo is skipped.
-constexpr uint8_t kDiscoMagic[6] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};
-constexpr size_t kPresenceCheckSize = 62;
-
-std::vector<uint8_t> presence_check_payload() {
-  std::vector<uint8_t> p(kPresenceCheckSize, 0);
-  std::memcpy(p.data(), kDiscoMagic, sizeof kDiscoMagic);
-  std::memcpy(p.data() + sizeof kDiscoMagic, kMagic, sizeof kMagic);
-  return p;
-}
-
+// A relay answers a probe for an unknown key with nothing (it is not disco-shaped), so a run
+// first sends the peer one presence check (common/client_setup.h) to learn whether the peer is
+// connected at all; `derp-recv --echo` echoes it and the echo is skipped.
 bool is_presence_check(const std::vector<uint8_t>& d) {
-  return d == presence_check_payload();
+  return d == derp::tools::presence_check_payload();
 }
 
 void put_u64(uint8_t* p, uint64_t v) {
@@ -106,7 +94,7 @@ struct PeerProber {
     for (size_t i = kProbeHeader; i < size; ++i) payload[i] = static_cast<uint8_t>(i);
     if (!presence_checked) {
       presence_checked = true;
-      if (auto sent = client.send(peer, presence_check_payload()); !sent) return sent.error();
+      if (auto sent = client.send(peer, derp::tools::presence_check_payload()); !sent) return sent.error();
     }
     if (auto sent = client.send(peer, payload); !sent) return sent.error();
     const auto deadline = start + timeout;
@@ -298,15 +286,13 @@ int main(int argc, char** argv) {
         auto it = metrics.find(name);
         return it == metrics.end() ? std::nullopt : it->second;
       });
-  const std::vector<std::string> violations = report.failures();
   // With --assert the assertions decide (a tolerated loss is the caller's call); without, any
   // lost probe fails the run.
   const bool ok = asserts.empty() ? all : report.ok();
 
   std::string why;
-  if (!violations.empty()) {
-    why = violations.front();
-    for (size_t i = 1; i < violations.size(); ++i) why += "; " + violations[i];
+  if (!report.ok()) {
+    why = report.summary();
   } else if (!ok) {
     why = std::to_string(sent - received) + " of " + std::to_string(sent) + " " +
           (peer ? "echoes" : "pongs") + " lost";
@@ -322,9 +308,8 @@ int main(int argc, char** argv) {
     hint = "run `derp-recv --echo` with that key on the same relay";
   }
 
+  nlohmann::json j = ok ? json_ok() : json_check_failed(why, hint);
   if (cli.json()) {
-    nlohmann::json j = ok ? json_ok() : json_check_failed(why);
-    if (!ok && !hint.empty()) j["error"]["hint"] = hint;
     j["server"] = where;
     j["server_key"] = c.server_public_key().to_string();
     if (peer) {
@@ -354,12 +339,7 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
-  for (const auto& v : violations) std::cerr << "derp-ping: " << err.bad(v) << "\n";
-  if (!ok && violations.empty()) {
-    cli.note(why + (hint.empty() ? "" : " (hint: " + hint + ")"));
-  }
-  std::cerr << std::flush;
   c.close();
-  return ok ? kExitOk : kExitCheckFailed;
+  // The one stderr line comes after the statistics.
+  return ok ? kExitOk : cli.fail_check(why, hint, nullptr);
 }

@@ -303,16 +303,14 @@ AssertReport assert_report(const DERPMap& map, const Report& r,
   return rep;
 }
 
-// Prints what failed (stderr) and returns whether every assertion held.
-bool note_assert_failures(const ToolCli& cli, const AssertReport& rep) {
-  for (const auto& f : rep.failures()) cli.note(f);
-  return rep.ok();
-}
-
-std::string join_failures(const AssertReport& rep) {
+// Why no region answered, region by region: the message of netcheck's check failure.
+std::string no_region_answered(const DERPMap& map, const Report& r) {
   std::string why;
-  for (const auto& f : rep.failures()) why += (why.empty() ? "" : "; ") + f;
-  return why;
+  for (const auto& [id, rr] : r.regions) {
+    why += (why.empty() ? "" : "; ") + region_label(map, id) + ": " +
+           (rr.https_error.empty() ? "no answer" : rr.https_error);
+  }
+  return "no region answered" + (why.empty() ? "" : " (" + why + ")");
 }
 
 json check_json(const CheckResult& c) {
@@ -363,10 +361,17 @@ int prober_once(const ToolCli& cli, const DERPMap& map, ProberOptions po,
       });
   // With --assert the assertions decide (e.g. a tolerated failing check); without, any failure.
   const bool ok = asserts.empty() ? failed.empty() : rep.ok();
+  std::string failed_checks;
+  if (!failed.empty()) {
+    failed_checks = fmt::format("{} of {} checks failed:", failed.size(), results.size());
+    for (size_t i = 0; i < failed.size(); ++i) {
+      failed_checks += fmt::format("{} {}: {}", i == 0 ? "" : ";", failed[i]->name(),
+                                   failed[i]->detail);
+    }
+  }
+  const std::string why = rep.ok() ? failed_checks : rep.summary();
+  json j = ok ? json_ok() : json_check_failed(why);
   if (cli.json()) {
-    json j = json_ok();
-    j["ok"] = ok;
-    if (!rep.ok()) j["error"] = json_check_failed(join_failures(rep))["error"];
     j["failed"] = json::array();
     for (const auto* c : failed) j["failed"].push_back(c->name());
     j["checks"] = json::array();
@@ -385,12 +390,10 @@ int prober_once(const ToolCli& cli, const DERPMap& map, ProberOptions po,
     }
     std::fflush(stdout);
   }
-  const Palette err = palette_for(STDERR_FILENO, cli.json(), cli.no_color());
-  for (const auto* c : failed) {
-    cli.note(fmt::format("{} {}: {}", err.bad("FAIL"), c->name(), c->detail));
-  }
-  note_assert_failures(cli, rep);
-  return ok ? kExitOk : kExitCheckFailed;
+  // The one stderr line comes after the report (on a terminal, below the table).
+  if (!ok) return cli.fail_check(why, "", nullptr);
+  if (!failed.empty()) cli.note(failed_checks + " (tolerated by --assert)");
+  return kExitOk;
 }
 
 int prober_loop(const ToolCli& cli, const DERPMap& map, const ProberOptions& po,
@@ -599,9 +602,17 @@ int main(int argc, char** argv) {
       auto more = lint_derp_map_ports(*map, cli.timeout());
       findings.insert(findings.end(), more.begin(), more.end());
     }
+    json j = json_ok();
+    std::string why;
+    if (!findings.empty()) {
+      why = fmt::format("{}: {} finding{}:", lint_map, findings.size(),
+                                    findings.size() == 1 ? "" : "s");
+      for (size_t i = 0; i < findings.size(); ++i) {
+        why += (i == 0 ? " " : "; ") + findings[i].line();
+      }
+      j = json_check_failed(why);
+    }
     if (cli.json()) {
-      json j = json_ok();
-      j["ok"] = findings.empty();
       j["findings"] = json::array();
       for (const auto& f : findings) {
         j["findings"].push_back({{"where", f.where}, {"code", f.code}, {"message", f.message}});
@@ -614,7 +625,7 @@ int main(int argc, char** argv) {
         std::printf("%s: %s\n", lint_map.c_str(), out.good("no findings").c_str());
       }
     }
-    return findings.empty() ? kExitOk : kExitCheckFailed;
+    return why.empty() ? kExitOk : cli.fail_check(why, "", nullptr);
   }
 
   if ((once || !listen.empty()) && !prober) {
@@ -684,15 +695,14 @@ int main(int argc, char** argv) {
   // With --assert the assertions decide; without, no region answering at all is the failure
   // this tool exists to catch.
   const bool ok = asserts.empty() ? report->preferred_derp != 0 : rep.ok();
+  const std::string why = ok ? "" : rep.ok() ? no_region_answered(*map, *report) : rep.summary();
+  json j = ok ? json_ok() : json_check_failed(why);
   if (cli.json()) {
-    json j = json_ok();
-    if (!rep.ok()) j = json_check_failed(join_failures(rep));
     j["report"] = report_json(*map, *report);
     if (!asserts.empty()) j["asserts"] = rep.to_json();
     print_json_line(j);
   } else {
     print_report(*map, *report, explain);
   }
-  note_assert_failures(cli, rep);
-  return ok ? kExitOk : kExitCheckFailed;
+  return ok ? kExitOk : cli.fail_check(why, "", nullptr);
 }

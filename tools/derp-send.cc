@@ -1,10 +1,13 @@
 // derp-send: send one packet to a peer through a DERP relay.
 //   derp-send SERVER --to nodekey:HEX (--data STR | --file F | stdin) [--key-file F] [--json]
 // Without --key-file a fresh ephemeral key is used; the key used is always reported.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <variant>
 
 #include "common/cli.h"
 #include "common/client_setup.h"
@@ -12,6 +15,24 @@
 #include "common/json_output.h"
 
 namespace {
+
+// Whether the relay said, among the messages already read, that `peer` is not connected
+// (PeerGone(NotHere) for a disco-shaped packet). Drains what is queued; waits at most `grace`.
+derp::Result<bool> relay_said_gone(derp::Client& c, const derp::NodePublic& peer,
+                                   std::chrono::milliseconds grace) {
+  const auto until = std::chrono::steady_clock::now() + grace;
+  bool gone = false;
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until -
+                                                                   std::chrono::steady_clock::now());
+    auto m = c.recv(std::max(left, std::chrono::milliseconds(1)));
+    if (!m) {
+      if (m.error().kind == derp::ErrorKind::kTimeout) return gone;
+      return m.error();
+    }
+    if (auto* g = std::get_if<derp::PeerGoneMessage>(&*m); g && g->peer == peer) gone = true;
+  }
+}
 
 derp::Result<std::vector<uint8_t>> read_all(std::istream& in, const std::string& what) {
   std::vector<uint8_t> out;
@@ -37,6 +58,10 @@ int main(int argc, char** argv) {
   cli.add_json();
   cli.add_timeout("10s", "Connect timeout");
   std::string to_text, data_text, file;
+  bool expect_peer = false;
+  cli.app().add_flag("--expect-peer", expect_peer,
+                     "Exit 1 (sending nothing) when the relay says the peer is not connected: "
+                     "sends a 62-byte disco-shaped presence check first");
   cli.app()
       .add_option("--to", to_text, "Destination public key (nodekey:HEX)")
       ->type_name("KEY")
@@ -52,7 +77,11 @@ int main(int argc, char** argv) {
           "with a Ping/Pong that the relay has read it before it exits. The payload is --data, "
           "the contents of --file, or else standard input; at most 65536 bytes.\n\n"
           "Without --key-file the packet comes from a fresh ephemeral key. --timeout bounds the "
-          "connect.",
+          "connect.\n\n"
+          "A relay drops a packet for a key that is not connected, and says so (PeerGone) only "
+          "when the packet looks like a disco message; derp-send then warns on stderr (exit 0). "
+          "--expect-peer makes it a check for CI: a presence check of that shape goes first (the "
+          "peer receives it too), and exit 1 when the relay answers that the peer is not there.",
       .examples = {{"Send a text to bob, who runs derp-recv with his key:",
                     "derp-send http://127.0.0.1:3340 --key-file alice.key --to nodekey:<bob's key> "
                     "--data 'hi bob'"},
@@ -90,14 +119,8 @@ int main(int argc, char** argv) {
   Client& c = *tc->client;
   const bool ephemeral = tc->ephemeral;
   const NodePrivate* key = &tc->key;
-  auto sent = c.send(*dst, payload);
-  if (!sent) return cli.fail(sent.error());
-  // The relay reads frames in order: a ping answered means our packet was taken in.
-  auto flushed = c.ping(cli.timeout());
-  if (!flushed) return cli.fail(flushed.error());
-
   const std::string from = key->public_key().to_string();
-  if (cli.json()) {
+  auto report = [&] {
     auto j = json_ok();
     j["from"] = from;
     j["ephemeral_key"] = ephemeral;
@@ -105,6 +128,43 @@ int main(int argc, char** argv) {
     j["len"] = payload.size();
     j["server"] = c.server_url();
     j["server_key"] = c.server_public_key().to_string();
+    return j;
+  };
+  const std::string gone_text = "peer " + dst->to_string() + " is not connected to this relay";
+  // derper writes PeerGone and Pong from different queues: a moment more for a PeerGone that
+  // trails the Pong.
+  constexpr std::chrono::milliseconds kGoneGrace{100};
+  if (expect_peer) {
+    if (auto sent = c.send(*dst, presence_check_payload()); !sent) return cli.fail(sent.error());
+    if (auto pong = c.ping(cli.timeout()); !pong) return cli.fail(pong.error());
+    auto gone = relay_said_gone(c, *dst, kGoneGrace);
+    if (!gone) return cli.fail(gone.error());
+    if (*gone) {
+      auto j = report();
+      j["len"] = 0;
+      j["peer_present"] = false;
+      const int code = cli.fail_check(gone_text + " (nothing sent)",
+                                      "start the receiver (e.g. derp-recv) with that key on the "
+                                      "same relay",
+                                      &j);
+      if (cli.json()) print_json_line(j);
+      return code;
+    }
+  }
+  auto sent = c.send(*dst, payload);
+  if (!sent) return cli.fail(sent.error());
+  // The relay reads frames in order: a ping answered means our packet was taken in.
+  auto flushed = c.ping(cli.timeout());
+  if (!flushed) return cli.fail(flushed.error());
+  // Only a disco-shaped packet gets an answer when the peer is not there.
+  if (!expect_peer && looks_like_disco(payload)) {
+    auto gone = relay_said_gone(c, *dst, kGoneGrace);
+    if (gone && *gone) cli.note("warning: " + gone_text + ": the relay dropped the packet");
+  }
+
+  if (cli.json()) {
+    auto j = report();
+    if (expect_peer) j["peer_present"] = true;
     print_json_line(j);
   } else {
     std::cout << "sent " << payload.size() << " bytes from " << from

@@ -17,6 +17,7 @@
 // docs/CLI.md and docs/MESH.md describe the output.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
@@ -447,10 +448,7 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     Relay& r = relays[i];
     progress.update(fmt::format("mesh check: connecting to relay {}/{}", i + 1, n));
     if (auto ok = r.client->connect(); !ok) {
-      r.error = ok.error();
-      progress.print_above([&] {
-        cli.note((r.node.empty() ? r.url : "node " + r.node) + ": " + ok.error().message);
-      });
+      r.error = ok.error();  // shown with the relays and in the failure line
     } else {
       r.server_key = r.client->server_public_key();
     }
@@ -509,6 +507,7 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
   std::optional<bool> views_agree;
   json views = json::array();
   std::vector<std::string> view_problems;
+  std::vector<size_t> unknown_views;
   if (!mesh.is_zero()) {
     views_agree = true;
     for (size_t j = 0; j < n; ++j) {
@@ -561,8 +560,13 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
         views.push_back(v);
         continue;
       }
+      // A relay that sends PeerPresent without flags (derper before it had them) does not say
+      // which connections are mesh links: its view is unknown, not a disagreement.
+      const bool flagless =
+          !peers.empty() && std::none_of(peers.begin(), peers.end(),
+                                         [](const auto& p) { return p.second.has_flags; });
       json missing = json::array();
-      for (size_t i = 0; i < n; ++i) {
+      for (size_t i = 0; i < n && !flagless; ++i) {
         if (i == j || relays[i].error) continue;
         auto it = peers.find(relays[i].server_key);
         if (it == peers.end() || !(it->second.flags & peer_present_flags::kIsMeshPeer)) {
@@ -572,7 +576,15 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
         }
       }
       v["peers"] = peers.size();
-      v["missing_mesh_links_from"] = missing;
+      v["mesh_view"] = flagless ? "unknown" : missing.empty() ? "agree" : "disagree";
+      v["missing_mesh_links_from"] = flagless ? json(nullptr) : missing;
+      if (flagless) {
+        unknown_views.push_back(j);
+        view_problems.push_back(fmt::format(
+            "relay {}: mesh view unknown (its PeerPresent frames carry no flags, as older "
+            "derpers send them)",
+            j));
+      }
       views.push_back(v);
     }
   }
@@ -585,9 +597,9 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
   }
 
   progress.finish();
+  json check_json = json_ok();  // printed last: a failure adds its error
   if (cli.json()) {
-    json j = json_ok();
-    j["ok"] = failing.empty();
+    json& j = check_json;
     j["event"] = "check_mesh";
     json rs = json::array();
     for (auto& r : relays) {
@@ -613,8 +625,8 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     j["failing_pairs"] = failing;
     j["views_checked"] = views_agree.has_value();
     j["views_agree"] = views_agree ? json(*views_agree) : json(nullptr);
+    j["views_unknown"] = unknown_views;
     j["views"] = views;
-    print_json_line(j);
   } else {
     const Palette out = palette_for(STDOUT_FILENO, false, cli.no_color());
     std::cout << fmt::format("mesh check of {} relay(s):\n", n);
@@ -643,9 +655,10 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
     }
     if (views_agree) {
       std::cout << "peer views: "
-                << (*views_agree
+                << (!*views_agree ? out.bad("DISAGREE") + "\n"
+                    : unknown_views.empty()
                         ? out.good("agree") + " (every relay sees mesh links from all others)\n"
-                        : out.bad("DISAGREE") + "\n");
+                        : out.good("agree") + " where known\n");
       for (auto& p : view_problems) std::cout << "  " << p << "\n";
     } else {
       std::cout << "peer views: not checked (give --mesh-psk-file or --mesh-key)\n";
@@ -669,9 +682,17 @@ int run_check(ToolCli& cli, const std::vector<WatchTarget>& targets, const MeshK
   if (!failing.empty()) {
     std::string list;
     for (auto& f : failing) list += (list.empty() ? "" : ", ") + f;
-    cli.note("failing pairs: " + list);
-    return kExitCheckFailed;
+    for (size_t i = 0; i < n; ++i) {
+      if (!relays[i].error) continue;
+      list += fmt::format("; relay {}{} unreachable: {}", i,
+                          relays[i].node.empty() ? "" : " (node " + relays[i].node + ")",
+                          relays[i].error->message);
+    }
+    const int code = cli.fail_check("failing pairs: " + list, "", &check_json);
+    if (cli.json()) print_json_line(check_json);
+    return code;
   }
+  if (cli.json()) print_json_line(check_json);
   return kExitOk;
 }
 

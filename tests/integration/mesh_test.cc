@@ -140,8 +140,9 @@ class Mesh3 : public ::testing::Test {
     for (auto& r : relays_) r.reset();
   }
 
-  void start(int i, MeshKey psk) {
+  void start(int i, MeshKey psk, bool peer_present_flags = true) {
     ServerOptions o;
+    o.peer_present_flags = peer_present_flags;
     o.private_key = keys_[i];
     o.listen_addr = "127.0.0.1:" + std::to_string(ports_[i]);
     o.threads = 1;
@@ -818,7 +819,7 @@ TEST_F(Mesh3, DerpWatchCheckOfAMapRegionNamesTheStoppedNode) {
                        "/derp UNREACHABLE"),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.err.find("node 900c: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("relay 2 (node 900c) unreachable: "), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("failing pairs: 0->2 1->2 2->0 2->1 2->2\n"), std::string::npos) << r.out;
 }
 
@@ -845,6 +846,32 @@ TEST_F(Mesh3, CheckMeshNamesPairsOfARelayWithTheWrongPsk) {
   EXPECT_NE(r.out.find("failing pairs: 0->2 1->2 2->0 2->1\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("peer views: DISAGREE"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("failing pairs: 0->2, 1->2, 2->0, 2->1"), std::string::npos) << r.err;
+}
+
+// A relay that sends PeerPresent without flags (an older derper) cannot say which connections
+// are mesh links: its view is unknown, not a disagreement, though its links are up.
+TEST_F(Mesh3, CheckMeshSaysUnknownForARelayWithoutPeerPresentFlags) {
+  relays_[0].reset();
+  start(0, psk_, /*peer_present_flags=*/false);
+  ASSERT_TRUE(wait_mesh_up());
+  std::vector<std::string> args = {"--check-mesh", "--mesh-key", psk_.hex()};
+  for (auto p : ports_) args.push_back(url_of(p));
+  auto text = run_tool("derp-watch", args, "", 60s);
+  ASSERT_EQ(text.exit_code, 0) << text.out << text.err;
+  EXPECT_EQ(text.out.find("DISAGREE"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("peer views: agree where known\n  relay 0: mesh view unknown (its "
+                          "PeerPresent frames carry no flags"),
+            std::string::npos)
+      << text.out;
+  args.push_back("--json");
+  auto r = run_tool("derp-watch", args, "", 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["views_agree"], true) << r.out;
+  EXPECT_EQ(j["views_unknown"], nlohmann::json::array({0})) << r.out;
+  EXPECT_EQ(j["views"][0]["mesh_view"], "unknown") << r.out;
+  EXPECT_TRUE(j["views"][0]["missing_mesh_links_from"].is_null()) << r.out;
+  EXPECT_EQ(j["views"][1]["mesh_view"], "agree") << r.out;
 }
 
 TEST_F(Mesh3, CheckMeshNamesPairsOfAStoppedRelay) {
@@ -898,14 +925,18 @@ TEST_F(Mesh3, CheckMeshOnATerminalShowsProgressAndColoursTheVerdicts) {
   EXPECT_EQ(json_tty.bytes.rfind("{", 0), 0u) << json_tty.bytes;
 }
 
-TEST_F(Mesh3, CheckMeshOnATerminalErasesItsProgressBeforeANoteAndPaintsFailures) {
+TEST_F(Mesh3, CheckMeshOnATerminalErasesItsProgressAndPaintsFailures) {
   relays_[1].reset();
   std::vector<std::string> args = {"--check-mesh", "--timeout", "2s"};
   for (auto p : ports_) args.push_back(url_of(p));
   auto tty = run_tool_on_pty("derp-watch", args, {}, 60s);
   ASSERT_EQ(tty.exit_code, 1) << tty.bytes;
-  // The note on relay 1 starts on a clean line, not after the progress text.
-  EXPECT_NE(tty.bytes.find("\r\x1b[Kderp-watch: http://127.0.0.1:" + std::to_string(ports_[1])),
+  // Relay 1 is named in the relay list (the failure line says why, as its only stderr line);
+  // the progress line is erased before the list.
+  EXPECT_NE(tty.bytes.find("\r\x1b[Kmesh check of 3 relay(s):"), std::string::npos) << tty.bytes;
+  EXPECT_NE(tty.bytes.find("derp-watch: \x1b[1;31mfailing pairs: 0->1, 1->0, 1->1, 1->2, 2->1; "
+                           "relay 1 unreachable: connect to 127.0.0.1:" +
+                           std::to_string(ports_[1])),
             std::string::npos)
       << tty.bytes;
   EXPECT_NE(tty.bytes.find("\x1b[1;31m      FAIL\x1b[0m"), std::string::npos) << tty.bytes;

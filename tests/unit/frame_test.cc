@@ -99,6 +99,9 @@ TEST(FrameEncode, EveryFrameMatchesTheProtocolVectors) {
               return encode_peer_present(out, k, ip, 41641, peer_present_flags::kIsRegular);
             }),
             kPeerPresentHex);
+  // Older derpers' form: no flags byte, 50-byte payload.
+  EXPECT_EQ(encoded([&](auto out) { return encode_peer_present_without_flags(out, k, ip, 41641); }),
+            "0900000032" + kKHex + "00000000000000000000ffffcb007107a2a9");
 }
 
 TEST(FrameEncode, ForwardPacketCarriesSourceThenDestination) {

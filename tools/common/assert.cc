@@ -313,6 +313,12 @@ bool AssertReport::ok() const {
   return true;
 }
 
+std::string AssertReport::summary() const {
+  std::string line;
+  for (const auto& f : failures()) line += (line.empty() ? "" : "; ") + f;
+  return line;
+}
+
 std::vector<std::string> AssertReport::failures() const {
   std::vector<std::string> out;
   for (const auto& o : outcomes) {

@@ -76,6 +76,9 @@ struct AssertReport {
   bool ok() const;
   // One line per violated assertion: "assert failed: p99=7.2ms, want <5ms".
   std::vector<std::string> failures() const;
+  // failures() as one line, joined with "; " ("" when every assertion held): the message of
+  // the run's check failure.
+  std::string summary() const;
   // [{"expr":"p99<5ms","metric":"p99","value":7.2,"unit":"ms","op":"<","want":5,"ok":false}]
   // ("argument" when there is one; "value": null when not measured; kBool values are JSON
   // booleans; kName adds "want_text" and, when measured, "value_text").

@@ -3,10 +3,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <unistd.h>
 
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/json_output.h"
+#include "common/term.h"
 
 namespace derp::tools {
 
@@ -190,17 +192,40 @@ Result<NodePrivate> ToolCli::load_key(bool* ephemeral) const {
   return load_key_file(key_file_);
 }
 
-int ToolCli::fail(const Error& failure) const {
+Error ToolCli::with_hint(const Error& failure) const {
   // A node of a --derp-map is verified by its CertName: the hint says so (also in --json).
   Error error = failure;
   if (!derp_map_.empty() && error.hint.empty()) error.hint = failure_hint(error, true);
+  return error;
+}
+
+int ToolCli::fail_line(const Error& failure) const {
+  const Error error = with_hint(failure);
   // Still one line: the hint, when there is one, follows the message.
   std::string hint = failure_hint(error);
   std::cerr << name_ << ": " << error.message << (hint.empty() ? "" : " (hint: " + hint + ")")
             << "\n"
             << std::flush;
-  if (json_) print_json_line(json_error(error));
   return exit_code_for(error.kind);
+}
+
+int ToolCli::fail(const Error& failure) const {
+  const int code = fail_line(failure);
+  if (json_) print_json_line(json_error(with_hint(failure)));
+  return code;
+}
+
+int ToolCli::fail_check(const std::string& message, const std::string& hint,
+                        nlohmann::json* report) const {
+  const Palette err = palette_for(STDERR_FILENO, json_, no_color_);
+  std::cerr << name_ << ": " << err.bad(message) << (hint.empty() ? "" : " (hint: " + hint + ")")
+            << "\n"
+            << std::flush;
+  if (json_ && report != nullptr) {
+    (*report)["ok"] = false;
+    (*report)["error"] = json_check_failed(message, hint)["error"];
+  }
+  return kExitCheckFailed;
 }
 
 void ToolCli::note(std::string_view line) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -73,11 +74,21 @@ class ToolCli {
   // there is one); with --json also json_error() on stdout.
   // Returns exit_code_for(error.kind).
   int fail(const Error& error) const;
+  // fail()'s stderr line alone, for a tool whose --json object carries more than the error.
+  int fail_line(const Error& error) const;
+  // A check that ran and failed (exit 1, layer "check"; docs/CLI.md "The failure rule"): one
+  // line "<tool>: <message> (hint: ...)" on stderr, the message naming what failed; with --json,
+  // `report` (the tool's object, printed by the caller afterwards; null when the caller built
+  // it with json_check_failed() already) gets "ok": false
+  // and "error": {"layer":"check","message",...,"hint"}. Returns kExitCheckFailed.
+  int fail_check(const std::string& message, const std::string& hint,
+                 nlohmann::json* report) const;
   // "<tool>: <line>" on stderr, flushed (progress and "ready" lines).
   void note(std::string_view line) const;
 
  private:
   void add_dial_flags(std::string map_help, std::string region_help);
+  Error with_hint(const Error& failure) const;  // fail(): the --derp-map node hint
 
   std::string name_;
   CLI::App app_;

@@ -1,5 +1,7 @@
 #include "common/client_setup.h"
 
+#include <cstring>
+
 #include "common/json_output.h"
 #include "derp/derp_map_load.h"
 
@@ -9,7 +11,18 @@ Result<DERPRegion> load_region(const ToolCli& cli) {
   const auto timeout =
       cli.timeout().count() > 0 ? cli.timeout() : std::chrono::milliseconds(10000);
   auto map = load_derp_map(cli.derp_map(), timeout);
-  if (!map) return map.error().wrap("--derp-map");
+  if (!map) {
+    // The map's URL failed, not a node: the hint is about the URL (an empty one would get the
+    // node hints, "the node's HostName and CertName", which do not fit).
+    Error e = map.error().wrap("--derp-map");
+    if (e.kind == ErrorKind::kTls && e.hint.empty()) {
+      e.hint = "the DERP map URL's certificate did not verify: check the URL, or save the map "
+               "to a file and pass that";
+    } else if (e.kind == ErrorKind::kHttp && e.hint.empty()) {
+      e.hint = "check the DERP map URL: it must answer 200 with the map's JSON";
+    }
+    return e;
+  }
   auto it = map->regions.find(cli.region());
   if (it == map->regions.end()) {
     std::string known;
@@ -49,6 +62,18 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
     if (auto ok = out.client->connect(); !ok) return std::move(ok).error();
   }
   return out;
+}
+
+namespace {
+constexpr uint8_t kDiscoMagic[6] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};  // "TS💬"
+constexpr size_t kDiscoMinSize = 62;
+}  // namespace
+
+std::vector<uint8_t> presence_check_payload() {
+  std::vector<uint8_t> p(kDiscoMinSize, 0);
+  std::memcpy(p.data(), kDiscoMagic, sizeof kDiscoMagic);
+  std::memcpy(p.data() + sizeof kDiscoMagic, "derpping", 8);
+  return p;
 }
 
 std::string payload_for_humans(std::span<const uint8_t> data) {

@@ -37,7 +37,9 @@ std::vector<ExitCodeDoc> exit_code_docs() {
       {kExitUsage, {}, "bad flag, argument, key, key file, --assert expression or configuration"},
       {kExitDns, {}, "the relay's name did not resolve"},
       {kExitConnect, {}, "TCP connect failed (refused, unreachable); for derp-serve: cannot listen"},
-      {kExitTls, {}, "TLS handshake or certificate verification failed"},
+      {kExitTls, {},
+       "TLS handshake or certificate verification failed; for derp-serve: no certificate "
+       "files for a DNS --hostname"},
       {kExitHttp, {},
        "the relay answered with an HTTP error, refused the upgrade, or spoke malformed HTTP"},
       {kExitProtocol, {},
@@ -91,6 +93,15 @@ std::string tls_hint(const Error& e, bool via_derp_map) {
     }
     return "the certificate is not from a trusted CA: pass --ca-file with its CA, or pin it "
            "with --cert-name sha256-raw:HEX";
+  }
+  // A sha256-raw: pin that does not match (libderp's reason "certificate sha256 mismatch
+  // (expected HEX, got HEX)"): the name is not the problem; say what the relay's pin is.
+  if (contains(r, "sha256 mismatch")) {
+    const auto got = r.find("got ");
+    const std::string actual =
+        got == std::string::npos ? "" : r.substr(got + 4, r.find(')', got) - got - 4);
+    return "the certificate does not match the sha256-raw: pin" +
+           (actual.empty() ? std::string() : "; the relay's pin is sha256-raw:" + actual);
   }
   if (contains(r, "mismatch") || contains(r, "not valid for")) {
     if (via_derp_map) {

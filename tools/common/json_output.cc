@@ -17,10 +17,10 @@ nlohmann::json json_error(const Error& error) {
   return {{"schema", kJsonSchema}, {"ok", false}, {"error", std::move(e)}};
 }
 
-nlohmann::json json_check_failed(const std::string& message) {
-  return {{"schema", kJsonSchema},
-          {"ok", false},
-          {"error", {{"layer", kCheckLayer}, {"message", message}}}};
+nlohmann::json json_check_failed(const std::string& message, const std::string& hint) {
+  nlohmann::json e = {{"layer", kCheckLayer}, {"message", message}};
+  if (!hint.empty()) e["hint"] = hint;
+  return {{"schema", kJsonSchema}, {"ok", false}, {"error", std::move(e)}};
 }
 
 void print_json_line(const nlohmann::json& object) {

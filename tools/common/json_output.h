@@ -15,8 +15,9 @@ nlohmann::json json_ok();
 // {"schema":1,"ok":false,"error":{"layer":"connect","message":"..."}}, plus in "error" when
 // known: "hint" (failure_hint()), "http_status" (kHttp), "tls_reason" (kTls verification).
 nlohmann::json json_error(const Error& error);
-// A check failure (exit 1): {"schema":1,"ok":false,"error":{"layer":"check","message":"..."}}.
-nlohmann::json json_check_failed(const std::string& message);
+// A check failure (exit 1): {"schema":1,"ok":false,"error":{"layer":"check","message":"..."}}
+// (plus "hint" when not empty).
+nlohmann::json json_check_failed(const std::string& message, const std::string& hint = "");
 // Writes one compact line to stdout and flushes (readers may be waiting on it).
 void print_json_line(const nlohmann::json& object);
 

@@ -88,6 +88,10 @@ size_t encode_peer_gone(std::span<uint8_t> out, const NodePublic& peer, PeerGone
 // ip16: the 16-byte address (IPv4 as ::ffff:a.b.c.d; all-zero when unknown), port in host order.
 size_t encode_peer_present(std::span<uint8_t> out, const NodePublic& peer,
                            const std::array<uint8_t, 16>& ip16, uint16_t port, uint8_t flags);
+// The same without the flags byte (50-byte payload), as derper sent it before PeerPresent had
+// flags.
+size_t encode_peer_present_without_flags(std::span<uint8_t> out, const NodePublic& peer,
+                                         const std::array<uint8_t, 16>& ip16, uint16_t port);
 size_t encode_watch_conns(std::span<uint8_t> out);
 size_t encode_close_peer(std::span<uint8_t> out, const NodePublic& peer);
 size_t encode_ping(std::span<uint8_t> out, const PingData& data);

@@ -45,6 +45,9 @@ struct ServerOptions {
   // link or local client has them). Meanwhile packets for a key also reported by another,
   // working link go there (derper's multiForwarder). 0 = keep them until the link resyncs.
   std::chrono::milliseconds mesh_stale_after{5000};
+  // false: PeerPresent frames to watchers carry no flags byte, as older derpers send them (for
+  // tests of watchers that must cope with such relays).
+  bool peer_present_flags = true;
   // One line per event worth knowing (start, refused client...). Called from relay threads.
   std::function<void(std::string_view)> log;
   bool verbose = false;                      // also log per-connection lines

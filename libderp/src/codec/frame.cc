@@ -143,6 +143,12 @@ size_t encode_peer_present(std::span<uint8_t> out, const NodePublic& peer,
   return put_frame(out, FrameType::kPeerPresent, key_span(peer), ip16, tail);
 }
 
+size_t encode_peer_present_without_flags(std::span<uint8_t> out, const NodePublic& peer,
+                                         const std::array<uint8_t, 16>& ip16, uint16_t port) {
+  const uint8_t tail[2] = {static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port)};
+  return put_frame(out, FrameType::kPeerPresent, key_span(peer), ip16, tail);
+}
+
 size_t encode_watch_conns(std::span<uint8_t> out) {
   return put_frame(out, FrameType::kWatchConns, {});
 }

@@ -143,7 +143,10 @@ void ClientConn::enqueue_watch_gone(const NodePublic& peer) {
 
 void ClientConn::enqueue_watch_present(const Presence& p) {
   Control c;
-  c.len = static_cast<uint8_t>(encode_peer_present(c.bytes, p.key, p.ip16, p.port, p.flags));
+  c.len = static_cast<uint8_t>(
+      opts_.peer_present_flags
+          ? encode_peer_present(c.bytes, p.key, p.ip16, p.port, p.flags)
+          : encode_peer_present_without_flags(c.bytes, p.key, p.ip16, p.port));
   queue_control(c, nullptr);
 }
 

@@ -93,9 +93,10 @@ class Connection final : public ClientConn {
   // Keeps what the stream borrows (the TLS context it was made from) alive with it.
   void hold(std::shared_ptr<void> p) { held_ = std::move(p); }
   // Serve derper's --http-port handler (redirects to https://) instead of the relay's routes.
-  void set_port80(std::string https_host) {
+  void set_port80(std::string https_host, uint16_t https_port) {
     port80_ = true;
     https_host_ = std::move(https_host);
+    https_port_ = https_port;
   }
 
   // Call on the connection's own executor.
@@ -330,7 +331,7 @@ class Connection final : public ClientConn {
     ctx.counters = [this] { return snapshot_counters(stats_, relay_); };
     ctx.hooks = &relay_.route_hooks();
     hs_->res =
-        port80_ ? route_port80(hs_->parser->get(), ctx, https_host_) : route_http(hs_->parser->get(), ctx);
+        port80_ ? route_port80(hs_->parser->get(), ctx, https_host_, https_port_) : route_http(hs_->parser->get(), ctx);
     beast::http::async_write(stream_, hs_->res,
                              [self = self_ptr()](boost::system::error_code ec, size_t) {
                                if (self->closed_) return;
@@ -754,6 +755,7 @@ class Connection final : public ClientConn {
   std::shared_ptr<void> held_;
   bool port80_ = false;
   std::string https_host_;
+  uint16_t https_port_ = 443;
   [[no_unique_address]] std::conditional_t<kRawReads, NoIdleBuf, std::array<uint8_t, kIdleRead>>
       idle_buf_;
   NodePublic server_public_;

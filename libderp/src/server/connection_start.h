@@ -31,10 +31,11 @@ struct ConnectionShared {
 };
 
 // Plain TCP (DERP, WebSocket and the HTTP routes). With `port80_host` set, the connection is
-// derper's plain-HTTP port beside TLS instead: generate_204, /debug/ and a redirect to https://.
+// derper's plain-HTTP port beside TLS instead: generate_204, /debug/ and a redirect to
+// https://port80_host (the request's Host when empty) at `https_port`.
 // Posts the start to the socket's executor.
 void start_tcp_connection(boost::asio::ip::tcp::socket socket, const ConnectionShared& shared,
-                          const std::string* port80_host = nullptr);
+                          const std::string* port80_host = nullptr, uint16_t https_port = 443);
 
 // TLS with the certificate context current at accept time (kept alive by the connection).
 void start_tls_connection(boost::asio::ip::tcp::socket socket,

@@ -239,7 +239,8 @@ struct Server::Impl {
             return;
           }
           accept_worked(http_accept_retry, http_local);
-          server::start_tcp_connection(std::move(socket), shared(), &opts.hostname);
+          server::start_tcp_connection(std::move(socket), shared(), &opts.hostname,
+                                       local.port());
           accept_http();
         });
   }

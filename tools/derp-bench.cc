@@ -139,11 +139,11 @@ int main(int argc, char** argv) {
   auto& app = cli.app();
   app.add_option("--pairs", pairs, "Sender → receiver client pairs")
       ->type_name("N")
-      ->check(CLI::Range(int64_t{1}, int64_t{5000}))
+      ->check(in_range(int64_t{1}, int64_t{5000}))
       ->capture_default_str();
   app.add_option("--size", size, "Packet payload bytes (16..65536)")
       ->type_name("BYTES")
-      ->check(CLI::Range(int64_t{16}, int64_t{65536}))
+      ->check(in_range(int64_t{16}, int64_t{65536}))
       ->capture_default_str();
   app.add_option("--duration", duration_text, "Measured time (load) or hold time (--idle)")
       ->type_name("DURATION")
@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   auto* window_opt = app.add_option("--window", window,
                                     "Closed loop: packets in flight per pair (default mode, 32)")
                          ->type_name("N")
-                         ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+                         ->check(in_range(int64_t{1}, int64_t{100000}));
   auto* rate_opt = app.add_option("--rate", rate_text,
                                   "Open loop: packets/s per pair, or 'max' (as fast as the "
                                   "sockets take)")
@@ -162,25 +162,25 @@ int main(int argc, char** argv) {
   window_opt->excludes(rate_opt);
   app.add_option("--threads", threads, "Generator event loops (pairs spread over them)")
       ->type_name("N")
-      ->check(CLI::Range(int64_t{1}, int64_t{64}))
+      ->check(in_range(int64_t{1}, int64_t{64}))
       ->capture_default_str();
   app.add_option("--ping-interval", ping_text,
                  "Also ping the relay from one more client at this interval during the run")
       ->type_name("DURATION");
   auto* idle_opt = app.add_option("--idle", idle, "Open and hold N idle connections")
                        ->type_name("N")
-                       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+                       ->check(in_range(int64_t{1}, int64_t{1000000}));
   app.add_option("--server-pid", server_pid,
                  "--idle: the relay's pid, to report its RSS per connection (/proc/PID/status)")
       ->type_name("PID")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   auto* storm_opt = app.add_option("--connect-storm", storm,
                                    "Connect, handshake and close N connections; report conn/s")
                         ->type_name("N")
-                        ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+                        ->check(in_range(int64_t{1}, int64_t{1000000}));
   app.add_option("--concurrency", concurrency, "--connect-storm: handshakes in flight")
       ->type_name("N")
-      ->check(CLI::Range(int64_t{1}, int64_t{10000}))
+      ->check(in_range(int64_t{1}, int64_t{10000}))
       ->capture_default_str();
   auto* raw_opt = app.add_flag("--raw", raw,
                                "The same traffic through an in-process plain TCP forwarder "
@@ -273,9 +273,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!ping_text.empty()) {
-    auto p = parse_duration(ping_text);
-    if (!p) return cli.fail(p.error().wrap("--ping-interval"));
-    if (p->count() == 0) return cli.fail(Error(ErrorKind::kUsage, "--ping-interval must be > 0"));
+    auto p = parse_positive_duration("--ping-interval", ping_text);
+    if (!p) return cli.fail(p.error());
     if (raw) return cli.fail(Error(ErrorKind::kUsage, "--ping-interval needs a relay, not --raw"));
     cfg.ping_interval = *p;
   }

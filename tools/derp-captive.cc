@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   cli.app()
       .add_option("--port", port, "With --derp-map: the port to use instead of 80")
       ->type_name("PORT")
-      ->check(CLI::Range(1, 65535))
+      ->check(in_range(1, 65535))
       ->capture_default_str();
   cli.add_json();
   cli.add_timeout("3s", "Per request");

@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
   cli.app()
       .add_option("--count,-c", count, "Connect this many times and summarise")
       ->type_name("N")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cli.app()
       .add_option("--interval,-i", interval_text, "Time between connects (with --count)")

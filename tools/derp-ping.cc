@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   cli.app()
       .add_option("--count,-c", count, "Number of pings")
       ->type_name("N")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cli.app()
       .add_option("--interval,-i", interval_text, "Time between pings")
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
   auto* size_opt = cli.app()
                        .add_option("--size,-s", size, "--peer: packet size in bytes (32..65536)")
                        ->type_name("BYTES")
-                       ->check(CLI::Range(kProbeHeader, kMaxPacketSize))
+                       ->check(in_range(int64_t{kProbeHeader}, int64_t{kMaxPacketSize}))
                        ->capture_default_str();
   cli.app()
       .add_option("--assert", assert_texts,

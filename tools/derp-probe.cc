@@ -513,14 +513,14 @@ int main(int argc, char** argv) {
                        "(run when no UDP answer came)")
       ->type_name("PORT")
       ->default_str("80")
-      ->check(CLI::Range(1, 65535));
+      ->check(in_range(1, 65535));
   cli.app().add_flag("--no-sendrecv", no_mesh, "Prober: skip the send/recv pair checks");
   cli.app()
       .add_option("--bw-size,--bw-probe-size-bytes", bw_size,
                   "Prober: bandwidth probe of this many bytes per node pair of a region (0 = off)")
       ->type_name("BYTES")
       ->default_str("0")
-      ->check(CLI::Range(int64_t{0}, kMaxBwSize));
+      ->check(in_range(int64_t{0}, kMaxBwSize));
   cli.app()
       .add_option("--bw-interval", bw_interval_text,
                   "Prober --listen: time between bandwidth probes (default: every round)")
@@ -642,11 +642,8 @@ int main(int argc, char** argv) {
   }
 
   if (prober) {
-    auto interval = parse_duration(interval_text);
-    if (!interval) return cli.fail(interval.error().wrap("--interval"));
-    if (interval->count() == 0) {
-      return cli.fail(Error(ErrorKind::kUsage, "--interval must be more than 0"));
-    }
+    auto interval = parse_positive_duration("--interval", interval_text);
+    if (!interval) return cli.fail(interval.error());
     ProberOptions po;
     po.timeout = cli.timeout();
     po.cert_warn_days = warn_days;
@@ -656,11 +653,8 @@ int main(int argc, char** argv) {
     if (once) return prober_once(cli, *map, po, asserts);
     std::optional<std::chrono::nanoseconds> bw_interval;
     if (!bw_interval_text.empty()) {
-      auto d = parse_duration(bw_interval_text);
-      if (!d) return cli.fail(d.error().wrap("--bw-interval"));
-      if (d->count() == 0) {
-        return cli.fail(Error(ErrorKind::kUsage, "--bw-interval must be more than 0"));
-      }
+      auto d = parse_positive_duration("--bw-interval", bw_interval_text);
+      if (!d) return cli.fail(d.error());
       bw_interval = *d;
     }
     return prober_loop(cli, *map, po, listen, *interval, bw_interval);

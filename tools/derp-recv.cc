@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   cli.app()
       .add_option("--count,-n", count, "Exit after N packets (0 = until the timeout)")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cli.app().add_flag("--echo", echo, "Send every packet back to its source");
   cli.set_manual({

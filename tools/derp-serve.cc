@@ -121,7 +121,9 @@ int main(int argc, char** argv) {
   }};
   auto& app = cli.app();
   auto non_negative = [&app](const char* name, auto& value, const char* help) {
-    return app.add_option(name, value, help)->check(CLI::NonNegativeNumber);
+    // --accept-connection-limit is a rate: a decimal is fine there.
+    constexpr bool kInteger = std::is_integral_v<std::remove_reference_t<decltype(value)>>;
+    return app.add_option(name, value, help)->check(tools::at_least(0, kInteger));
   };
   app.add_option("-a,--addr", addr, "Listen address host:port (port 0 = any free port)")
       ->type_name("HOST:PORT")
@@ -147,7 +149,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--stun-port", stun_port, "STUN UDP port (0 = any free port)")
       ->type_name("PORT")
-      ->check(CLI::Range(0, 65535))
+      ->check(tools::in_range(0, 65535))
       ->capture_default_str();
   app.add_option("--metrics-addr", metrics_addr,
                  "Also serve GET /metrics (Prometheus text) on this host:port, plain HTTP, "
@@ -172,7 +174,7 @@ int main(int argc, char** argv) {
                  "With TLS: plain-HTTP port on --addr's host (/generate_204, /debug/, else 302 to "
                  "https); -1 = none, 0 = any free port")
       ->type_name("PORT")
-      ->check(CLI::Range(-1, 65535))
+      ->check(tools::in_range(-1, 65535))
       ->capture_default_str();
   app.add_option("--verify-client-url", verify_url,
                  "Admission controller: POST {NodePublic, Source} here; 200 {\"Allow\":true} "
@@ -196,14 +198,14 @@ int main(int argc, char** argv) {
   }
   app.add_option("--max-header-bytes", max_header_bytes, "Largest HTTP request head accepted")
       ->type_name("BYTES")
-      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 20))
+      ->check(tools::in_range(int64_t{1024}, int64_t{1} << 20))
       ->capture_default_str();
   app.add_option("--tcp-rcvbuf", tcp_rcvbuf,
                  "SO_RCVBUF of accepted sockets in bytes (0 = kernel autotuning); bounds how much "
                  "an overloaded relay's senders can queue (latency) at a cost in long-RTT "
                  "throughput")
       ->type_name("BYTES")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->check(tools::in_range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   non_negative("--client-rate-bytes-per-sec", rate,
                "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")

@@ -714,7 +714,7 @@ int main(int argc, char** argv) {
   app.add_flag("--once", once, "Print each relay's current peer list and exit");
   app.add_option("--count,-n", count, "Exit after N live add/gone events (0 = no limit)")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   app.add_flag("--check-mesh", check,
                "Send between fresh clients on every ordered pair of relays; print the matrix");

@@ -227,3 +227,65 @@ TEST_F(Tools, SendRefusesOversizedPayload) {
 
 }  // namespace
 }  // namespace derp::test
+
+namespace derp::test {
+namespace {
+
+// Every bad flag value is one line "<tool>: --flag must be ... (got X)" and exit 2, never
+// CLI11's raw range text ("Value 0 not in range 0.000000 to 1797...").
+TEST(ToolsValidation, BadNumbersAreOneLineNamingTheFlagAndValue) {
+  struct Case {
+    const char* tool;
+    std::vector<std::string> args;
+    std::string line;
+  };
+  const std::vector<Case> cases = {
+      {"derp-ping", {"http://127.0.0.1:1", "--count", "0"}, "--count must be \u2265 1 (got 0)"},
+      {"derp-recv", {"http://127.0.0.1:1", "--count", "-1"}, "--count must be \u2265 0 (got -1)"},
+      {"derp-serve", {"--threads", "-1"}, "--threads must be \u2265 0 (got -1)"},
+      {"derp-ping",
+       {"--derp-map", "m.json", "--region", "abc"},
+       "--region must be an integer (got abc)"},
+      {"derp-ping",
+       {"http://127.0.0.1:1", "--peer", "nodekey:00", "--size", "5"},
+       "--size must be between 32 and 65536 (got 5)"},
+      {"derp-serve",
+       {"--accept-connection-limit", "x"},
+       "--accept-connection-limit must be a number (got x)"},
+      // A zero timeout or interval means nothing: refused, not a coin toss between 0 and 1.
+      {"derp-ping", {"http://127.0.0.1:1", "--timeout", "0"}, "--timeout must be more than 0 (got 0)"},
+      {"derp-recv", {"http://127.0.0.1:1", "--timeout", "0s"}, "--timeout must be more than 0 (got 0s)"},
+      {"derp-watch",
+       {"http://127.0.0.1:1", "--mesh-key", std::string(64, 'a'), "--timeout", "0"},
+       "--timeout must be more than 0 (got 0)"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_tool(c.tool, c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.tool << ": " << r.err;
+    // CLI11's own checks add "(see --help)"; the durations are checked after parsing.
+    const std::string suffix = c.line.starts_with("--timeout") ? "" : " (see --help)";
+    EXPECT_EQ(r.err, std::string(c.tool) + ": " + c.line + suffix + "\n");
+  }
+}
+
+// A key file's path appears once in the message, for the node key and the mesh key.
+TEST(ToolsValidation, KeyFilePathIsPrintedOnce) {
+  const std::string path = cli_temp_path("no_such_dir") + "/m.key";
+  auto count = [&](const std::string& s) {
+    size_t n = 0;
+    for (size_t at = s.find(path); at != std::string::npos; at = s.find(path, at + 1)) ++n;
+    return n;
+  };
+  auto watch = run_tool("derp-watch", {"http://127.0.0.1:1", "--mesh-psk-file", path});
+  EXPECT_EQ(watch.exit_code, 2);
+  EXPECT_EQ(count(watch.err), 1u) << watch.err;
+  auto ping = run_tool("derp-ping", {"http://127.0.0.1:1", "--key-file", path});
+  EXPECT_EQ(ping.exit_code, 2);
+  EXPECT_EQ(count(ping.err), 1u) << ping.err;
+  auto serve = run_tool("derp-serve", {"-a", "127.0.0.1:0", "--mesh-psk-file", path});
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_EQ(count(serve.err), 1u) << serve.err;
+}
+
+}  // namespace
+}  // namespace derp::test

@@ -1,5 +1,7 @@
 #include "common/cli.h"
 
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -20,7 +22,69 @@ struct GeneratedOutputRequest {
   std::string kind;  // "man", "bash", "zsh"
 };
 
+// "must be ..." when `text` is not a number in [min, max], else "".
+std::string check_number(const std::string& text, bool integer, std::optional<int64_t> min,
+                         std::optional<int64_t> max) {
+  double value = 0;
+  if (integer) {
+    int64_t v = 0;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, v);
+    if (ec != std::errc() || ptr != end) return "must be an integer (got " + text + ")";
+    value = static_cast<double>(v);
+  } else {
+    char* end = nullptr;
+    value = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) {
+      return "must be a number (got " + text + ")";
+    }
+  }
+  const bool low = min && value < static_cast<double>(*min);
+  const bool high = max && value > static_cast<double>(*max);
+  if (!low && !high) return "";
+  if (min && max) {
+    return "must be between " + std::to_string(*min) + " and " + std::to_string(*max) + " (got " +
+           text + ")";
+  }
+  if (min) return "must be \u2265 " + std::to_string(*min) + " (got " + text + ")";
+  return "must be \u2264 " + std::to_string(*max) + " (got " + text + ")";
+}
+
+// CLI11's own wording of a bad value, as one line naming the flag and the value.
+std::string usage_message(const CLI::ParseError& e) {
+  std::string text = e.what();
+  // Ours: "--count: must be ≥ 1 (got 0)" (CLI11 puts ": " after the name).
+  if (auto at = text.find(": must be "); at != std::string::npos) {
+    return text.erase(at, 1);
+  }
+  // "Could not convert: --region = abc"
+  static constexpr std::string_view kConvert = "Could not convert: ";
+  if (text.starts_with(kConvert)) {
+    const std::string rest = text.substr(kConvert.size());
+    if (auto eq = rest.find(" = "); eq != std::string::npos) {
+      return rest.substr(0, eq) + " cannot take the value " + rest.substr(eq + 3);
+    }
+  }
+  return text;
+}
+
 }  // namespace
+
+CLI::Validator at_least(int64_t min, bool integer) {
+  return CLI::Validator(
+      [min, integer](std::string& text) { return check_number(text, integer, min, std::nullopt); },
+      "");
+}
+
+CLI::Validator in_range(int64_t min, int64_t max) {
+  return CLI::Validator(
+      [min, max](std::string& text) { return check_number(text, true, min, max); }, "");
+}
+
+CLI::Validator integer_value() {
+  return CLI::Validator(
+      [](std::string& text) { return check_number(text, true, std::nullopt, std::nullopt); }, "");
+}
 
 ToolCli::ToolCli(std::string name, std::string description)
     : name_(std::move(name)), app_(std::move(description), name_) {
@@ -72,7 +136,9 @@ void ToolCli::add_servers(std::vector<std::string>& servers) {
 
 void ToolCli::add_dial_flags(std::string map_help, std::string region_help) {
   app_.add_option("--derp-map", derp_map_, std::move(map_help))->type_name("FILE|URL");
-  app_.add_option("--region", region_, std::move(region_help))->type_name("ID");
+  app_.add_option("--region", region_, std::move(region_help))
+      ->type_name("ID")
+      ->check(integer_value());
   app_.add_option("--proxy", proxy_,
                   "Connect through this HTTP proxy (http://[user:pass@]host:port, CONNECT); "
                   "default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment")
@@ -142,7 +208,7 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       if (std::strcmp(argv[i], "--json") == 0) json_ = true;
     }
-    return fail(Error(ErrorKind::kUsage, std::string(e.what()) + " (see --help)"));
+    return fail(Error(ErrorKind::kUsage, usage_message(e) + " (see --help)"));
   }
   if (has_server_) {
     has_region_ = app_.count("--region") > 0;
@@ -168,8 +234,8 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
     server_key_ = *k;
   }
   if (has_timeout_) {
-    auto d = parse_duration(timeout_text_);
-    if (!d) return fail(d.error().wrap("--timeout"));
+    auto d = parse_positive_duration("--timeout", timeout_text_);
+    if (!d) return fail(d.error());
     timeout_ = to_millis(*d);
   }
   return std::nullopt;

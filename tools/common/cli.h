@@ -17,6 +17,13 @@
 
 namespace derp::tools {
 
+// Validators for numeric flags. A failure reads as one line, "derp-ping: --count must be ≥ 1
+// (got 0)" (parse() joins the flag's name), instead of CLI11's range text. They also refuse what
+// is not a number: "--region must be an integer (got abc)". `integer` false: a decimal is fine.
+CLI::Validator at_least(int64_t min, bool integer = true);
+CLI::Validator in_range(int64_t min, int64_t max);
+CLI::Validator integer_value();
+
 class ToolCli {
  public:
   ToolCli(std::string name, std::string description);

@@ -71,6 +71,17 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view text) {
       static_cast<int64_t>(std::llround(static_cast<double>(total_ns))));
 }
 
+Result<std::chrono::nanoseconds> parse_positive_duration(std::string_view flag,
+                                                         std::string_view text) {
+  auto d = parse_duration(text);
+  if (!d) return d.error().wrap(std::string(flag));
+  if (d->count() == 0) {
+    return Error(ErrorKind::kUsage,
+                 std::string(flag) + " must be more than 0 (got " + std::string(text) + ")");
+  }
+  return d;
+}
+
 std::chrono::milliseconds to_millis(std::chrono::nanoseconds d) {
   return std::chrono::ceil<std::chrono::milliseconds>(d);
 }

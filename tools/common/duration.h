@@ -14,6 +14,11 @@ namespace derp::tools {
 // values are refused.
 Result<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
+// parse_duration() for a flag where zero means nothing (a timeout, an interval): errors name the
+// flag, "--timeout must be more than 0 (got 0)".
+Result<std::chrono::nanoseconds> parse_positive_duration(std::string_view flag,
+                                                         std::string_view text);
+
 // Rounded up to whole milliseconds (so "1us" does not become a zero timeout).
 std::chrono::milliseconds to_millis(std::chrono::nanoseconds d);
 

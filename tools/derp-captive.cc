@@ -83,6 +83,23 @@ int main(int argc, char** argv) {
   if (servers.empty() == map_source.empty()) {
     return cli.fail(Error(ErrorKind::kUsage, "give SERVER(s) or --derp-map, not both or neither"));
   }
+  if (map_source.empty() && cli.app().count("--port") > 0) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          "--port applies only with --derp-map; give a SERVER's port in it "
+                          "(host:port)"));
+  }
+  for (const auto& s : servers) {
+    const auto scheme_end = s.find("://");
+    if (scheme_end == std::string::npos) continue;
+    const std::string scheme = s.substr(0, scheme_end);
+    if (scheme != "http") {
+      return cli.fail(Error(ErrorKind::kUsage,
+                            fmt::format("{}: the captive-portal check is plain HTTP (a portal "
+                                        "answers on port 80 before any TLS); use http://, not "
+                                        "{}://",
+                                        s, scheme)));
+    }
+  }
   std::vector<std::string> urls;
   if (!map_source.empty()) {
     auto map = load_derp_map(map_source, cli.timeout());

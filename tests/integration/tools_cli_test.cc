@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -207,6 +208,30 @@ TEST(ToolsErrors, BadKeyIsExit2) {
   EXPECT_NE(dur.err.find("unknown unit"), std::string::npos) << dur.err;
   auto url = run_tool("derp-ping", {"ftp://127.0.0.1/derp"});
   EXPECT_EQ(url.exit_code, 2) << url.err;
+}
+
+// derp-captive only speaks plain HTTP (a portal answers before any TLS) and --port only has a
+// meaning for the nodes of a map: both are refused in one line instead of failing in libcurl or
+// being ignored.
+TEST(ToolsErrors, CaptiveRefusesWhatItCannotDo) {
+  for (const char* url : {"https://127.0.0.1:1/", "ftp://127.0.0.1/"}) {
+    auto r = run_tool("derp-captive", {url});
+    EXPECT_EQ(r.exit_code, 2) << url << ": " << r.err;
+    EXPECT_NE(r.err.find("use http://"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  auto port = run_tool("derp-captive", {"http://127.0.0.1:1/", "--port", "8080"});
+  EXPECT_EQ(port.exit_code, 2) << port.err;
+  EXPECT_EQ(port.err,
+            "derp-captive: --port applies only with --derp-map; give a SERVER's port in it "
+            "(host:port)\n");
+}
+
+// An IPv6 literal without brackets is named as such, not as a missing host.
+TEST(ToolsErrors, UnbracketedIpv6SaysBrackets) {
+  auto r = run_tool("derp-ping", {"http://::1:38181/derp"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("must be in brackets"), std::string::npos) << r.err;
 }
 
 TEST_F(Tools, WrongServerKeyIsExit7) {

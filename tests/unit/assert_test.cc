@@ -122,6 +122,16 @@ TEST(Assert, EvaluatesAndReportsViolations) {
   EXPECT_TRUE(j[3]["value"].is_null());
   EXPECT_EQ(j[4]["ok"], true);  // >= at the boundary
 
+  // The threshold is shown in the unit it was given, not rounded into the metric's unit.
+  auto tiny = parse_ok("p99<1ns,delivered>=2k");
+  auto tiny_report = evaluate_asserts(tiny, [&](std::string_view m, std::string_view) {
+    return std::optional<double>(values.at(std::string(m)));
+  });
+  ASSERT_EQ(tiny_report.failures().size(), 2u);
+  EXPECT_EQ(tiny_report.failures()[0], "assert failed: p99=7.2ms, want <1ns");
+  EXPECT_EQ(tiny_report.failures()[1], "assert failed: delivered=1000, want >=2k");
+  EXPECT_DOUBLE_EQ(tiny[0].want, 1e-6);
+
   values["p99"] = 4.9;
   values["latency:fra"] = 49.99;
   auto again = evaluate_asserts(v, [&](std::string_view m, std::string_view arg) {

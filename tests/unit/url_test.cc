@@ -48,6 +48,17 @@ TEST(DerpUrl, RejectsBadUrlsWithUsageErrors) {
   }
 }
 
+TEST(DerpUrl, UnbracketedIpv6SaysBracketsAreNeeded) {
+  for (const char* bad : {"http://::1:38181", "https://fd00::1/derp", "http://::1"}) {
+    auto u = parse_derp_url(bad);
+    ASSERT_FALSE(u.ok()) << bad;
+    EXPECT_NE(u.error().message.find("an IPv6 address must be in brackets"), std::string::npos)
+        << u.error().message;
+    EXPECT_EQ(u.error().message.find("missing host"), std::string::npos) << u.error().message;
+  }
+  ASSERT_TRUE(parse_derp_url("http://[::1]:38181").ok());
+}
+
 TEST(UpgradeRequest, HasGoHeaderOrderAndUpgradeDerp) {
   auto u = parse_derp_url("http://127.0.0.1:3340/derp");
   ASSERT_TRUE(u.ok());

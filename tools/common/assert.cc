@@ -186,6 +186,8 @@ Result<Assertion> parse_term(std::string_view term, std::span<const MetricSpec> 
                            units_allowed(a.kind) + ")");
   }
   a.want = v * *factor;
+  // Shown back in the unit it was given ("want <1ns", not "want <0ms").
+  if (!unit.empty()) a.want_text = std::string(number) + std::string(unit);
   return a;
 }
 
@@ -328,7 +330,7 @@ std::vector<std::string> AssertReport::failures() const {
                       : a.kind == MetricKind::kName && name_of ? name_of(a.metric, *o.value)
                                                                : format_metric(*o.value, a.kind);
     const std::string want =
-        a.kind == MetricKind::kName ? a.want_text : format_metric(a.want, a.kind);
+        !a.want_text.empty() ? a.want_text : format_metric(a.want, a.kind);
     out.push_back("assert failed: " + metric_label(a) + "=" + got + ", want " +
                   assert_op_text(a.op) + want);
   }

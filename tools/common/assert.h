@@ -47,7 +47,7 @@ struct Assertion {
   MetricKind kind = MetricKind::kCount;
   AssertOp op = AssertOp::kLess;
   double want = 0;        // kName: 0 until the tool resolves want_text
-  std::string want_text;  // kName: the value as written ("nyc", "2")
+  std::string want_text;  // the value as written ("nyc", "2"; "1ns" for a number with a unit)
 };
 
 // Parses one or more --assert texts (each a comma-separated list; all are and-ed). Errors are

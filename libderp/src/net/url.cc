@@ -82,6 +82,10 @@ Result<DerpUrl> parse_derp_url(std::string_view text) {
       return bad(text, "bad IPv6 address");
   } else {
     size_t colon = authority.find(':');
+    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
+      return bad(text, "an IPv6 address must be in brackets, as in http://[" +
+                           std::string(authority) + "]/ or http://[::1]:PORT/");
+    }
     url.host = std::string(authority.substr(0, colon));
     if (colon != std::string_view::npos) {
       port_text = authority.substr(colon + 1);

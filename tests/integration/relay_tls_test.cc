@@ -14,6 +14,7 @@
 
 #include "derp/client.h"
 #include "derp/server.h"
+#include "support/process.h"
 #include "support/relay_harness.h"
 #include "support/test_ca.h"
 #include "support/tls_proxy.h"
@@ -355,6 +356,49 @@ TEST_F(RelayTls, HttpPortBesideTlsServesGenerate204AndRedirectsTheRest) {
   }
   // The plain port is not a DERP listener, so it does not count as an accept.
   EXPECT_EQ(relay_->counters().at("accepts"), 0);
+}
+
+// Plain HTTP to the TLS port: the relay answers as Go's net/http does (a 400 saying the server
+// is HTTPS) and closes, a TLS client keeps being served, and libderp's client (and so every tool)
+// says to use https://.
+TEST_F(RelayTls, PlainHttpToTheTlsPortGetsGo400AndTheClientSaysUseHttps) {
+  start(tls_options("127.0.0.1"));
+  {
+    RawConn raw(relay_->port());
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE(raw.write("GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\n"
+                          "Connection: Upgrade\r\n\r\n"));
+    auto head = raw.read_http_head();
+    ASSERT_TRUE(head.has_value());
+    EXPECT_EQ(*head, "HTTP/1.0 400 Bad Request\r\n\r\n");
+    auto body = raw.read_exact(std::string("Client sent an HTTP request to an HTTPS server.\n").size());
+    ASSERT_TRUE(body.has_value());
+    EXPECT_EQ(std::string(body->begin(), body->end()),
+              "Client sent an HTTP request to an HTTPS server.\n");
+    EXPECT_TRUE(raw.wait_closed());
+  }
+  ClientOptions plain = client_options();
+  plain.server_url = "http://127.0.0.1:" + std::to_string(relay_->port()) + "/derp";
+  auto c = Client::create(std::move(plain));
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  auto r = (*c)->connect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().hint.find("use https://"), std::string::npos)
+      << r.error().message << " / " << r.error().hint;
+
+  auto tool = test::run_tool("derp-ping", {"http://127.0.0.1:" + std::to_string(relay_->port()) +
+                                               "/derp", "--count", "1", "--timeout", "5s"});
+  EXPECT_NE(tool.exit_code, 0);
+  EXPECT_NE(tool.err.find("use https://"), std::string::npos) << tool.err;
+
+  auto oa = client_options();
+  oa.cert_name = relay_->cert_pin();
+  auto ob = client_options();
+  ob.cert_name = relay_->cert_pin();
+  auto a = connected(oa);
+  auto b = connected(ob);
+  ASSERT_TRUE(a && b);
+  exchange(*a, *b, "after plain http");
 }
 
 TEST_F(RelayTls, PlainListenerSpeaksNoTlsAndHasNoPin) {

@@ -30,10 +30,33 @@ std::string first_line(std::string_view body) {
 
 // The kHttp error for a non-101 answer, with its status (built outside the coroutine: GCC 12
 // warns about an Error local in the coroutine frame).
+constexpr const char* kUseHttps = "the port speaks TLS: use https://";
+
 Error refused_error(unsigned status, const std::string& where, const std::string& text) {
   Error e(ErrorKind::kHttp, "HTTP " + std::to_string(status) + " from " + where + ": " + text);
   e.http_status = static_cast<int>(status);
+  // Go's (and derp-serve's) TLS listeners answer plain HTTP with this 400.
+  if (text.find("HTTP request to an HTTPS server") != std::string::npos) e.hint = kUseHttps;
   return e;
+}
+
+Error with_hint(Error e, std::string hint) {
+  if (!hint.empty()) e.hint = std::move(hint);
+  return e;
+}
+
+Error answered_in_tls(const std::string& where) {
+  Error e(ErrorKind::kHttp, "HTTP upgrade with " + where + ": the server answered in TLS, not HTTP");
+  e.hint = kUseHttps;
+  return e;
+}
+
+// A TLS record header (alert 0x15 or handshake 0x16, version 3.x): what a TLS server that does
+// not answer plain HTTP the Go way sends back to a plain-HTTP request.
+bool looks_like_tls_record(const beast::flat_buffer& buf) {
+  if (buf.size() < 2) return false;
+  const auto* p = static_cast<const uint8_t*>(buf.data().data());
+  return (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03;
 }
 
 }  // namespace
@@ -86,8 +109,15 @@ asio::awaitable<Result<UpgradeResponse>> http_upgrade(ClientStream& stream, cons
     auto space = buf.prepare(kReadChunk);
     auto [rec, n] = co_await stream.read_some(space);
     if (deadline.expired()) co_return timeout();
-    if (rec) co_return io_error("before sending a response head", rec);
+    if (rec) {
+      // A TLS server may close a plain-HTTP connection without an HTTP answer.
+      co_return with_hint(io_error("before sending a response head", rec),
+                          !url.tls && buf.size() == 0 && rec == asio::error::eof
+                              ? std::string(kUseHttps) + " if this is a TLS port"
+                              : std::string());
+    }
     buf.commit(n);
+    if (!url.tls && looks_like_tls_record(buf)) co_return answered_in_tls(where);
     boost::system::error_code pec;
     size_t used = head.put(buf.data(), pec);
     buf.consume(used);

@@ -105,20 +105,63 @@ class Connection final : public ClientConn {
     prepare_stream(lowest(), kRawReads);
     if constexpr (kTls) {
       arm_handshake_deadline();
-      stream_.async_handshake(
-          asio::ssl::stream_base::server, [self = self_ptr()](boost::system::error_code ec) {
-            if (self->closed_) return;
-            if (ec) {
-              if (self->opts_.verbose) {
-                self->log(fmt::format("{}: TLS handshake failed: {}", self->remote_, ec.message()));
-              }
-              return self->close("");
-            }
-            self->read_request();
-          });
+      sniff_then_handshake();
     } else {
       read_request();
     }
+  }
+
+  // Go's TLS servers answer plain HTTP on a TLS port with a 400 that names the mistake
+  // (net/http's "Client sent an HTTP request to an HTTPS server."), not a failed handshake's
+  // silence; so does the relay. The first byte is peeked (MSG_PEEK) and left for OpenSSL: a TLS
+  // record starts with a content type (0x14..0x17) or an SSLv2 length byte, never with an ASCII
+  // capital as an HTTP method does. The handshake deadline bounds the wait.
+  void sniff_then_handshake() {
+    if constexpr (kTls) {
+      lowest().async_wait(asio::socket_base::wait_read, [self = self_ptr()](
+                                                            boost::system::error_code ec) {
+        if (self->closed_) return;
+        if (ec) return self->close("");
+        uint8_t first = 0;
+        boost::system::error_code peek_ec;
+        const size_t n = self->lowest().receive(asio::buffer(&first, 1),
+                                                asio::socket_base::message_peek, peek_ec);
+        if (peek_ec == asio::error::would_block || peek_ec == asio::error::try_again) {
+          return self->sniff_then_handshake();
+        }
+        if (peek_ec || n == 0) return self->close("");
+        if (first >= 'A' && first <= 'Z') return self->refuse_plain_http();
+        self->stream_.async_handshake(
+            asio::ssl::stream_base::server, [self](boost::system::error_code hec) {
+              if (self->closed_) return;
+              if (hec) {
+                if (self->opts_.verbose) {
+                  self->log(
+                      fmt::format("{}: TLS handshake failed: {}", self->remote_, hec.message()));
+                }
+                return self->close("");
+              }
+              self->read_request();
+            });
+      });
+    }
+  }
+
+  void refuse_plain_http() {
+    static constexpr std::string_view kReply =
+        "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+    if (opts_.verbose) log(fmt::format("{}: plain HTTP on the TLS port: answered 400", remote_));
+    asio::async_write(lowest(), asio::buffer(kReply.data(), kReply.size()),
+                      [self = self_ptr()](boost::system::error_code, size_t) {
+                        // Read what the request sent, so closing sends FIN, not a reset that
+                        // could discard the 400 before the client reads it.
+                        boost::system::error_code ec;
+                        std::array<char, 4096> sink;
+                        for (int i = 0; i < 16 && self->lowest().available(ec) > 0 && !ec; ++i) {
+                          self->lowest().receive(asio::buffer(sink), 0, ec);
+                        }
+                        self->close("");
+                      });
   }
 
   // A WebSocket connection's start: the upgrade request was read by the TCP/TLS connection

@@ -38,39 +38,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 tmp=$(mktemp -d)
 results=$tmp/results.jsonl
-serve_pid=""
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 cleanup() {
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
   if [ -n "${JSON_OUT:-}" ]; then cp "$results" "$JSON_OUT" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-# Starts a fresh relay; sets serve_pid and url from its documented stdout line.
-# Extra arguments go to derp-serve (the TLS flags).
-start_serve() {
-  stop_serve
-  : >"$tmp/serve.out"
-  "$serve" -a 127.0.0.1:0 --stun=false --threads "$serve_threads" -c "$tmp/derper.key" "$@" \
-    >"$tmp/serve.out" 2>"$tmp/serve.err" &
-  serve_pid=$!
-  url=""
-  for _ in $(seq 1 200); do  # up to 20 s for the "listening on" line
-    url=$(sed -n 's/^derp-serve: listening on \(http[^ ]*\) .*/\1/p' "$tmp/serve.out")
-    [ -n "$url" ] && return 0
-    kill -0 "$serve_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench/run.sh: derp-serve did not start: $(cat "$tmp/serve.err")" >&2
-  exit 1
-}
-stop_serve() {
-  if [ -n "$serve_pid" ]; then
-    kill "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-    serve_pid=""
-  fi
-}
 
 # run LABEL derp-bench-args...: one JSON line, labelled, appended to the results.
 run() {
@@ -86,14 +61,27 @@ run() {
 }
 
 load_args=(--duration "$duration" --warmup "$warmup" --threads "$bench_threads")
+# load LABEL derp-bench-args...: a load run against the current relay, which also reports the
+# relay's CPU (user+sys) per delivered packet.
+load() {
+  local label=$1
+  shift
+  run "$label" "$@" --server-pid "$serve_pid"
+}
 
-start_serve
+start_serve "$serve"
 echo "bench/run.sh: derp-serve pid $serve_pid at $url" >&2
 for pairs in 1 10 100; do
   for size in 64 1200 16000; do
-    run "plain closed w32" "$url" --pairs "$pairs" --size "$size" --window 32 "${load_args[@]}"
-    run "plain open max" "$url" --pairs "$pairs" --size "$size" --rate max "${load_args[@]}"
+    load "plain closed w32" "$url" --pairs "$pairs" --size "$size" --window 32 "${load_args[@]}"
+    load "plain open max" "$url" --pairs "$pairs" --size "$size" --rate max "${load_args[@]}"
   done
+done
+# As Tailscale's Go client writes: one frame per write syscall (derp-bench --write-mode
+# per-frame), the load operators' relays see.
+for size in 64 1200; do
+  load "plain per-frame w32" "$url" --pairs 10 --size "$size" --window 32 --write-mode per-frame \
+    "${load_args[@]}"
 done
 
 # Ping RTT at half of the 10-pair 1200-byte closed-loop maximum.
@@ -101,10 +89,10 @@ max10=$(jq -r 'select(.test=="plain closed w32" and .pairs==10 and .size==1200) 
   "$results" | head -1)
 if [ -n "$max10" ] && [ "$max10" != "null" ]; then
   half=$(awk -v m="$max10" 'BEGIN { printf "%.0f", m / 2 / 10 }')
-  run "plain ping @half" "$url" --pairs 10 --size 1200 --rate "$half" --ping-interval 10ms \
+  load "plain ping @half" "$url" --pairs 10 --size 1200 --rate "$half" --ping-interval 10ms \
     "${load_args[@]}"
 fi
-run "plain ping idle" "$url" --pairs 1 --size 64 --rate 1 --ping-interval 10ms "${load_args[@]}"
+load "plain ping idle" "$url" --pairs 1 --size 64 --rate 1 --ping-interval 10ms "${load_args[@]}"
 
 # The machine's ceiling: the same frames through an in-process plain TCP forwarder.
 for pairs in 1 10; do
@@ -115,13 +103,13 @@ done
 
 # The same overload with derper's queue policy (drop the oldest at once, no back-pressure):
 # what --queue-wait changes.
-start_serve --queue-wait 0
-run "open max, queue-wait 0" "$url" --pairs 10 --size 1200 --rate max "${load_args[@]}"
+start_serve "$serve" --queue-wait 0
+load "open max, queue-wait 0" "$url" --pairs 10 --size 1200 --rate max "${load_args[@]}"
 
 # Memory per idle connection, on a fresh relay (no buffers left from the load runs).
-start_serve
+start_serve "$serve"
 run "plain idle" "$url" --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
-start_serve
+start_serve "$serve"
 run "plain connect storm" "$url" --connect-storm "$storm_conns" --concurrency 64
 
 # TLS: derp-serve's --certmode manual with an IP --hostname makes a self-signed certificate;
@@ -131,15 +119,19 @@ if "$serve" --help 2>/dev/null | grep -q -- '--certmode'; then
   tls_note=""
   tls=(--certmode manual --certdir "$tmp/certs" --hostname 127.0.0.1)
   mkdir -p "$tmp/certs"
-  start_serve "${tls[@]}"
+  start_serve "$serve" "${tls[@]}"
   for pairs in 1 10 100; do
     for size in 64 1200 16000; do
-      run "TLS closed w32" "$url" --insecure --pairs "$pairs" --size "$size" --window 32 \
+      load "TLS closed w32" "$url" --insecure --pairs "$pairs" --size "$size" --window 32 \
         "${load_args[@]}"
     done
   done
-  run "TLS open max" "$url" --insecure --pairs 10 --size 1200 --rate max "${load_args[@]}"
-  start_serve "${tls[@]}"
+  for size in 64 1200; do
+    load "TLS per-frame w32" "$url" --insecure --pairs 10 --size "$size" --window 32 \
+      --write-mode per-frame "${load_args[@]}"
+  done
+  load "TLS open max" "$url" --insecure --pairs 10 --size 1200 --rate max "${load_args[@]}"
+  start_serve "$serve" "${tls[@]}"
   run "TLS idle" "$url" --insecure --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
 fi
 
@@ -147,20 +139,20 @@ fi
 # (PROTOCOL.md §6.4; derp-bench --websocket): closed loop at 1 and 10 pairs, the 10-pair
 # overload, idle connections; over TLS too when derp-serve has it.
 if [ "$ws" = 1 ]; then
-  start_serve
+  start_serve "$serve"
   for pairs in 1 10; do
     for size in 64 1200 16000; do
-      run "WS closed w32" "$url" --websocket --pairs "$pairs" --size "$size" --window 32 \
+      load "WS closed w32" "$url" --websocket --pairs "$pairs" --size "$size" --window 32 \
         "${load_args[@]}"
     done
   done
-  run "WS open max" "$url" --websocket --pairs 10 --size 1200 --rate max "${load_args[@]}"
-  start_serve
+  load "WS open max" "$url" --websocket --pairs 10 --size 1200 --rate max "${load_args[@]}"
+  start_serve "$serve"
   run "WS idle" "$url" --websocket --idle "$idle_conns" --server-pid "$serve_pid" --duration 2s
   if [ -z "$tls_note" ]; then
-    start_serve "${tls[@]}"
+    start_serve "$serve" "${tls[@]}"
     for pairs in 1 10; do
-      run "WSS closed w32" "$url" --websocket --insecure --pairs "$pairs" --size 1200 --window 32 \
+      load "WSS closed w32" "$url" --websocket --insecure --pairs "$pairs" --size 1200 --window 32 \
         "${load_args[@]}"
     done
   fi
@@ -170,14 +162,16 @@ stop_serve
 # ---- The table.
 printf '\n%s\n' "derp-bench matrix: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(date -u +%Y-%m-%d), duration $duration, derp-bench threads $bench_threads"
 {
-  echo "test|pairs|size|sent pkt/s|delivered pkt/s|Mbit/s|drop %|p50 ms|p99 ms|p99.9 ms|fair min/max"
+  echo "test|pairs|size|sent pkt/s|delivered pkt/s|Mbit/s|drop %|p50 ms|p99 ms|p99.9 ms|fair min/max|relay µs/pkt"
   jq -r 'select(.mode=="load" or .mode=="raw") | select(.ping_ms == null) |
     [.test, .pairs, .size, (.sent_pps|floor), (.delivered_pps|floor),
      (.delivered_mbps|floor), (.drop_pct*100|round/100), (.latency_ms.p50*1000|round/1000),
      (.latency_ms.p99*1000|round/1000), (.latency_ms.p999*1000|round/1000),
-     (.fairness.min_max_ratio*100|round/100)] | map(tostring) | join("|")' "$results"
+     (.fairness.min_max_ratio*100|round/100),
+     (if .relay_cpu_us_per_packet == null then "-" else (.relay_cpu_us_per_packet*100|round/100) end)]
+    | map(tostring) | join("|")' "$results"
   if [ -n "$tls_note" ]; then
-    for l in "TLS closed w32" "TLS open max"; do echo "$l|1/10/100|64/1200/16000|$tls_note|||||||"; done
+    for l in "TLS closed w32" "TLS open max"; do echo "$l|1/10/100|64/1200/16000|$tls_note||||||||"; done
   fi
 } | column -t -s '|'
 echo

@@ -69,7 +69,9 @@ std::vector<MetricSpec> bench_metrics(Mode mode) {
           {"drop", MetricKind::kPercent},                 {"lost", count},
           {"stalls", count},    {"fairness", count},      {"p50", dur},
           {"p90", dur},         {"p99", dur},             {"p999", dur},
-          {"max", dur},         {"ping_p50", dur},        {"ping_p99", dur}};
+          {"max", dur},         {"ping_p50", dur},        {"ping_p99", dur},
+          {"frames_per_write", count},                    {"relay_cpu_per_packet", dur},
+          {"relay_cpu", MetricKind::kPercent}};
 }
 
 using Metrics = std::map<std::string, std::optional<double>, std::less<>>;
@@ -134,6 +136,7 @@ int main(int argc, char** argv) {
   int64_t pairs = 1, size = 1200, window = 32, threads = 1, idle = 0, storm = 0;
   int64_t concurrency = 64, server_pid = 0;
   std::string duration_text = "5s", warmup_text = "500ms", rate_text, ping_text;
+  std::string write_mode = "batched";
   bool raw = false;
   std::vector<std::string> assert_texts;
   auto& app = cli.app();
@@ -170,8 +173,15 @@ int main(int argc, char** argv) {
   auto* idle_opt = app.add_option("--idle", idle, "Open and hold N idle connections")
                        ->type_name("N")
                        ->check(in_range(int64_t{1}, int64_t{1000000}));
+  app.add_option("--write-mode", write_mode,
+                 "Load: 'batched' (every frame that is due in one write) or 'per-frame' (one "
+                 "frame per write syscall, as Tailscale's Go client writes)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"batched", "per-frame"}))
+      ->capture_default_str();
   app.add_option("--server-pid", server_pid,
-                 "--idle: the relay's pid, to report its RSS per connection (/proc/PID/status)")
+                 "The relay's pid: load reports its CPU per delivered packet (/proc/PID/stat), "
+                 "--idle its RSS per connection (/proc/PID/status)")
       ->type_name("PID")
       ->check(at_least(1));
   auto* storm_opt = app.add_option("--connect-storm", storm,
@@ -202,6 +212,10 @@ int main(int argc, char** argv) {
           "--rate packets per second (open loop; --rate max: as fast as the sockets take). "
           "After --warmup it measures for --duration and reports sent and delivered packets/s "
           "and Mbit/s, drops, one-way latency percentiles and the fairness between pairs. "
+          "Senders write every frame that is due in one write (--write-mode batched); "
+          "--write-mode per-frame writes one frame per syscall, as Tailscale's Go client does, "
+          "the load real relays see. With --server-pid the run also reports the relay's CPU "
+          "(user + system, from /proc) per delivered packet. "
           "--idle N opens and holds N connections and reports the memory per connection "
           "(the relay's with --server-pid); --connect-storm N reports connections per second "
           "and the handshake time; --raw sends the same traffic through an in-process plain "
@@ -214,6 +228,9 @@ int main(int argc, char** argv) {
                    {"A CI gate on throughput and latency:",
                     "derp-bench http://127.0.0.1:3340 --pairs 10 --assert "
                     "'delivered_pps>=200k,drop==0,p99<20ms'"},
+                   {"Relay CPU per packet under Go-client-shaped load:",
+                    "derp-bench http://127.0.0.1:3340 --pairs 10 --size 64 --write-mode "
+                    "per-frame --server-pid $(pgrep -n derp-serve)"},
                    {"Memory per idle connection of a local derp-serve:",
                     "derp-bench http://127.0.0.1:3340 --idle 1000 --server-pid $(pgrep -n "
                     "derp-serve)"}},
@@ -237,8 +254,10 @@ int main(int argc, char** argv) {
     return cli.fail(
         Error(ErrorKind::kUsage, "SERVER is required (or --derp-map, or --raw) (see --help)"));
   }
-  if (server_pid != 0 && idle == 0) {
-    return cli.fail(Error(ErrorKind::kUsage, "--server-pid needs --idle"));
+  if (server_pid != 0 && (storm > 0 || raw)) {
+    return cli.fail(Error(ErrorKind::kUsage, storm > 0 ? "--server-pid applies to load and --idle, "
+                                                         "not --connect-storm"
+                                                       : "--server-pid needs a relay, not --raw"));
   }
   const Mode mode = idle > 0 ? Mode::kIdle : storm > 0 ? Mode::kStorm : Mode::kLoad;
   std::vector<Assertion> asserts;
@@ -260,6 +279,12 @@ int main(int argc, char** argv) {
   cfg.warmup = *warmup;
   cfg.window = static_cast<int>(window);
   cfg.threads = static_cast<int>(threads);
+  cfg.per_frame = write_mode == "per-frame";
+  if (server_pid != 0) cfg.server_pid = static_cast<pid_t>(server_pid);
+  if (server_pid != 0 && idle == 0) {
+    // Checked before the run: a pid that cannot be read would otherwise be a silent null.
+    if (auto c = read_cpu_seconds(static_cast<pid_t>(server_pid)); !c) return cli.fail(c.error());
+  }
   if (!rate_text.empty()) {
     if (rate_text == "max") {
       cfg.flood = true;
@@ -414,6 +439,16 @@ int main(int argc, char** argv) {
   const bool delivered_any = r->delivered > 0;
   const bool have_latency = r->latency.count() > 0;
   const bool have_ping = r->ping.count() > 0;
+  const double frames_per_write =
+      r->writes == 0 ? 0 : static_cast<double>(r->sent) / static_cast<double>(r->writes);
+  // The relay's CPU per delivered packet (ms, as every duration metric) and its share of a core.
+  std::optional<double> cpu_per_packet, cpu_share;
+  if (r->server_cpu_seconds) {
+    cpu_share = 100.0 * *r->server_cpu_seconds / secs;
+    if (r->delivered > 0) {
+      cpu_per_packet = *r->server_cpu_seconds * 1e3 / static_cast<double>(r->delivered);
+    }
+  }
   auto lat = [&](const Histogram& h, bool have, double q) -> std::optional<double> {
     if (!have) return std::nullopt;
     return ms(q >= 1 ? h.max() : h.quantile(q));
@@ -432,7 +467,10 @@ int main(int argc, char** argv) {
                                              {"p999", lat(r->latency, have_latency, 0.999)},
                                              {"max", lat(r->latency, have_latency, 1)},
                                              {"ping_p50", lat(r->ping, have_ping, 0.50)},
-                                             {"ping_p99", lat(r->ping, have_ping, 0.99)}});
+                                             {"ping_p99", lat(r->ping, have_ping, 0.99)},
+                                             {"frames_per_write", frames_per_write},
+                                             {"relay_cpu_per_packet", cpu_per_packet},
+                                             {"relay_cpu", cpu_share}});
   nlohmann::json j = json_ok();
   if (cli.json()) {
     j["mode"] = raw ? "raw" : "load";
@@ -446,7 +484,15 @@ int main(int argc, char** argv) {
     j["rate"] = cfg.flood      ? nlohmann::json("max")
                 : cfg.rate > 0 ? nlohmann::json(cfg.rate)
                                : nlohmann::json(nullptr);
+    j["write_mode"] = write_mode;
+    j["frames_per_write"] = frames_per_write;
     j["seconds"] = secs;
+    j["relay_cpu_seconds"] =
+        r->server_cpu_seconds ? nlohmann::json(*r->server_cpu_seconds) : nlohmann::json(nullptr);
+    j["relay_cpu_us_per_packet"] =
+        cpu_per_packet ? nlohmann::json(*cpu_per_packet * 1e3) : nlohmann::json(nullptr);
+    j["relay_cpu_pct"] = cpu_share ? nlohmann::json(*cpu_share) : nlohmann::json(nullptr);
+    j["bench_cpu_seconds"] = r->self_cpu_seconds;
     j["sent_pps"] = sent_pps;
     j["delivered_pps"] = deliv_pps;
     j["sent_mbps"] = sent_pps * bits / 1e6;
@@ -469,7 +515,8 @@ int main(int argc, char** argv) {
     std::printf("%s: %d pairs x %zu B, %s loop", where.c_str(), cfg.pairs, cfg.size, loop.c_str());
     if (cfg.rate > 0) std::printf(" %.0f pkt/s per pair", cfg.rate);
     if (!cfg.flood && cfg.rate == 0) std::printf(" window %d", cfg.window);
-    std::printf(", %.2f s measured, %d thread(s)\n", secs, cfg.threads);
+    std::printf(", %s writes (%.1f frames per write), %.2f s measured, %d thread(s)\n",
+                write_mode.c_str(), frames_per_write, secs, cfg.threads);
     std::printf("sent       %10.0f pkt/s  %9.1f Mbit/s\n", sent_pps, sent_pps * bits / 1e6);
     std::printf("delivered  %10.0f pkt/s  %9.1f Mbit/s\n", deliv_pps, deliv_pps * bits / 1e6);
     std::printf("drops      %.3f %% (%llu of %llu packets lost; %llu stalls)\n", drop_pct,
@@ -479,6 +526,12 @@ int main(int argc, char** argv) {
     std::printf("latency    %s\n", quantiles_text(r->latency).c_str());
     std::printf("fairness   slowest pair %.0f pkt/s, fastest %.0f pkt/s (min/max %.2f)\n",
                 r->min_pair_pps, r->max_pair_pps, fairness);
+    if (cpu_share) {
+      std::printf("relay cpu  %.2f s in %.2f s (%.0f %% of a core)", *r->server_cpu_seconds, secs,
+                  *cpu_share);
+      if (cpu_per_packet) std::printf(": %.2f us per delivered packet", *cpu_per_packet * 1e3);
+      std::printf("; derp-bench %.2f s\n", r->self_cpu_seconds);
+    }
     if (cfg.ping_interval.count() > 0) {
       std::printf("ping rtt   %s (%llu pings, %llu pongs)\n", quantiles_text(r->ping).c_str(),
                   static_cast<unsigned long long>(r->pings_sent),

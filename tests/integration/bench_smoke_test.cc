@@ -158,6 +158,40 @@ TEST_F(BenchSmoke, AssertOnIdleAndStormUsesTheirMetrics) {
   EXPECT_NE(r.err.find("server_bytes_per_conn"), std::string::npos) << r.err;  // known names
 }
 
+// --write-mode per-frame writes each frame on its own, as Tailscale's Go client does; batched
+// (the default) puts every frame that is due in one write. With --server-pid (here this test
+// process, which hosts the relay) the run reports the relay's CPU per delivered packet.
+TEST_F(BenchSmoke, PerFrameWritesAndRelayCpuPerPacket) {
+  const std::string pid = std::to_string(::getpid());
+  auto per = run_json({url_, "--pairs", "2", "--size", "64", "--window", "16", "--duration", "1s",
+                       "--warmup", "100ms", "--write-mode", "per-frame", "--server-pid", pid});
+  expect_sane_load(per, 2);
+  EXPECT_EQ(per["write_mode"], "per-frame");
+  EXPECT_DOUBLE_EQ(per["frames_per_write"].get<double>(), 1.0);
+  ASSERT_TRUE(per["relay_cpu_seconds"].is_number()) << per.dump();
+  EXPECT_GT(per["relay_cpu_seconds"].get<double>(), 0);
+  EXPECT_GT(per["relay_cpu_us_per_packet"].get<double>(), 0);
+  EXPECT_GT(per["bench_cpu_seconds"].get<double>(), 0);
+
+  auto batched = run_json({url_, "--pairs", "2", "--size", "64", "--window", "16", "--duration",
+                           "1s", "--warmup", "100ms"});
+  expect_sane_load(batched, 2);
+  EXPECT_EQ(batched["write_mode"], "batched");
+  // The window's first 16 frames leave in one write, so the average is above one.
+  EXPECT_GT(batched["frames_per_write"].get<double>(), 1.0);
+  EXPECT_TRUE(batched["relay_cpu_seconds"].is_null());
+
+  // The figures gate like any other metric.
+  auto gate = run_tool("derp-bench", {url_, "--pairs", "1", "--size", "64", "--duration", "300ms",
+                                      "--warmup", "0s", "--write-mode", "per-frame",
+                                      "--server-pid", pid, "--assert", "relay_cpu_per_packet<1ns"});
+  EXPECT_EQ(gate.exit_code, 1) << gate.err;
+  EXPECT_NE(gate.err.find("relay_cpu_per_packet"), std::string::npos) << gate.err;
+  EXPECT_NE(gate.out.find("relay cpu"), std::string::npos) << gate.out;
+  EXPECT_NE(gate.out.find("per-frame writes (1.0 frames per write)"), std::string::npos)
+      << gate.out;
+}
+
 TEST_F(BenchSmoke, RefusesWhatItCannotDo) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {url_, "--assert"},
@@ -167,7 +201,10 @@ TEST_F(BenchSmoke, RefusesWhatItCannotDo) {
            {url_, "--size", "8"},
            {url_, "--rate", "fast"},
            {url_, "--window", "4", "--rate", "10"},
-           {url_, "--server-pid", "1"},
+           {url_, "--server-pid", "1", "--connect-storm", "5"},
+           {"--raw", "--server-pid", "1"},
+           {url_, "--server-pid", "2147483647"},  // no such process: refused before the run
+           {url_, "--write-mode", "sometimes"},
        }) {
     auto r = run_tool("derp-bench", args);
     EXPECT_EQ(r.exit_code, 2) << args[1] << ": " << r.err;

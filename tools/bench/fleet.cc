@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "bench/load.h"
@@ -131,6 +132,28 @@ Result<int64_t> read_rss_kb(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return static_cast<int64_t>(std::stoll(line.substr(6)));
   }
   return Error(ErrorKind::kUsage, "--server-pid: no VmRSS in " + path);
+}
+
+Result<double> read_cpu_seconds(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  std::ifstream f(path);
+  std::string line;
+  if (!f || !std::getline(f, line)) {
+    return Error(ErrorKind::kUsage, "--server-pid: cannot read " + path);
+  }
+  // "PID (comm) S ..." where comm may hold spaces and parentheses: fields count from the last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return Error(ErrorKind::kUsage, "--server-pid: bad " + path);
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // After ')': state is field 3; utime and stime are fields 14 and 15.
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  if (!rest) return Error(ErrorKind::kUsage, "--server-pid: short " + path);
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 Result<IdleReport> run_idle(const Target& target, int n, int threads, std::chrono::nanoseconds hold,

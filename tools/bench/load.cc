@@ -64,6 +64,7 @@ struct Pair {
   uint64_t next_seq = 0;  // packets encoded so far
   uint64_t seen = 0;      // highest sequence number received + 1
   uint64_t sent_m = 0, delivered_m = 0, delivered = 0, stalls = 0, foreign = 0;
+  uint64_t writes_m = 0;  // write calls in the measured window
 };
 
 struct Loop {
@@ -235,9 +236,19 @@ asio::awaitable<void> send_loop(Shared& sh, Pair& p) {
       std::memcpy(out + kFrameHeaderLen + kKeyLen, &seq, 8);
       std::memcpy(out + kFrameHeaderLen + kKeyLen + 8, &ts, 8);
     }
-    if (sh.phase.load(std::memory_order_relaxed) == kMeasure) p.sent_m += n;
+    const bool measuring = sh.phase.load(std::memory_order_relaxed) == kMeasure;
+    if (measuring) p.sent_m += n;
     p.loop->sent.add(n);
-    co_await p.sender->write_all({p.wbuf.data(), n * flen}, ec);
+    if (cfg.per_frame) {
+      // As a Go client: each packet is its own write (and its own syscall).
+      for (uint64_t i = 0; i < n && !ec; ++i) {
+        co_await p.sender->write_all({p.wbuf.data() + i * flen, flen}, ec);
+      }
+      if (measuring) p.writes_m += n;
+    } else {
+      co_await p.sender->write_all({p.wbuf.data(), n * flen}, ec);
+      if (measuring) ++p.writes_m;
+    }
     if (ec) co_return;
   }
 }
@@ -380,11 +391,25 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
 
   // The run itself is paced by the clock: these sleeps are the benchmark's duration.
   std::this_thread::sleep_for(cfg.warmup);
+  // CPU over the measured window: the relay's (when its pid is known) and our own.
+  auto cpu_pair = [&]() -> std::pair<std::optional<double>, double> {
+    std::optional<double> server;
+    if (cfg.server_pid) {
+      auto c = read_cpu_seconds(*cfg.server_pid);
+      if (c) server = *c;
+    }
+    auto self = read_cpu_seconds(::getpid());
+    return {server, self ? *self : 0};
+  };
   sh.phase = kMeasure;
   const auto t0 = Clock::now();
+  const auto cpu0 = cpu_pair();
   std::this_thread::sleep_for(cfg.duration);
   sh.phase = kStop;
   const auto t1 = Clock::now();
+  const auto cpu1 = cpu_pair();
+  if (cpu0.first && cpu1.first) rep.server_cpu_seconds = *cpu1.first - *cpu0.first;
+  rep.self_cpu_seconds = cpu1.second - cpu0.second;
   for (auto& l : loops) {
     asio::post(l->io, [lp = l.get()] {
       for (Pair* p : lp->pairs) p->wake->cancel();  // senders see kStop now
@@ -427,6 +452,7 @@ Result<LoadReport> run_load(const Target* target, const LoadConfig& cfg) {
     rep.total_delivered += p->delivered;
     rep.stalls += p->stalls;
     rep.foreign += p->foreign;
+    rep.writes += p->writes_m;
     const double pps = static_cast<double>(p->delivered_m) / rep.seconds;
     if (rep.min_pair_pps < 0 || pps < rep.min_pair_pps) rep.min_pair_pps = pps;
     rep.max_pair_pps = std::max(rep.max_pair_pps, pps);

@@ -28,6 +28,10 @@ struct LoadConfig {
   int threads = 1;     // generator event loops
   std::chrono::nanoseconds ping_interval{0};  // > 0: one more client pings during the run
   std::chrono::nanoseconds stall = std::chrono::milliseconds(500);  // closed loop loss timeout
+  // One frame per write call, as Tailscale's Go client writes (it flushes every packet); the
+  // default batches every frame that is due into one write.
+  bool per_frame = false;
+  std::optional<pid_t> server_pid;  // the relay's CPU over the measured window (/proc/PID/stat)
 };
 
 struct LoadReport {
@@ -44,6 +48,9 @@ struct LoadReport {
   Histogram latency;  // one-way, ns (sender's encode → receiver's parse)
   Histogram ping;     // Ping → Pong RTT, ns
   uint64_t pings_sent = 0;
+  uint64_t writes = 0;      // senders' write calls in the window (frames per write = sent/writes)
+  std::optional<double> server_cpu_seconds;  // user+sys of server_pid over the window
+  double self_cpu_seconds = 0;               // derp-bench's own user+sys over the window
   std::string server_key;  // "nodekey:…" (empty for --raw)
 };
 
@@ -73,5 +80,8 @@ Result<StormReport> run_connect_storm(const Target& target, int n, int concurren
 
 // VmRSS of a process in kB (kUsage when /proc/<pid>/status cannot be read).
 Result<int64_t> read_rss_kb(pid_t pid);
+
+// User + system CPU seconds a process has used (utime + stime of /proc/<pid>/stat).
+Result<double> read_cpu_seconds(pid_t pid);
 
 }  // namespace derp::bench

@@ -28,7 +28,10 @@ ClientConn::ClientConn(Relay& relay, Stats& stats, ChunkPool& pool, const Server
   bufs_capacity_ = 1 + 2 * 2 * depth + kMaxControlPerBatch + 3;
   bufs_.reserve(kSmallBatch);
   encode_keep_alive(keep_alive_buf_);
-  rate_tokens_ = static_cast<double>(rate_burst(opts));
+  const auto now = std::chrono::steady_clock::now();
+  rate_bucket_ = TokenBucket(static_cast<double>(opts.client_rate_bytes_per_second),
+                             static_cast<double>(rate_burst(opts)), now);
+  not_here_bucket_ = TokenBucket(1, 3, now);
 }
 
 int64_t rate_burst(const ServerOptions& opts) {
@@ -370,17 +373,12 @@ bool ClientConn::pay_for_frame(uint32_t payload_len) {
   if (head_paid_) return true;
   // derper charges each frame's payload, clamped to the largest frame, before reading it.
   const double cost = static_cast<double>(std::min<int64_t>(payload_len, kMinRateBurst));
-  const double rate = static_cast<double>(opts_.client_rate_bytes_per_second);
   const auto now = std::chrono::steady_clock::now();
-  const double elapsed = std::chrono::duration<double>(now - rate_refill_).count();
-  rate_refill_ = now;
-  rate_tokens_ = std::min(static_cast<double>(rate_burst(opts_)), rate_tokens_ + elapsed * rate);
-  if (rate_tokens_ < cost) {
-    throttle_ = std::chrono::nanoseconds(static_cast<int64_t>((cost - rate_tokens_) / rate * 1e9) + 1);
+  if (!rate_bucket_.try_take(cost, now)) {
+    throttle_ = rate_bucket_.wait_for(cost, now);  // finite: cost ≤ kMinRateBurst ≤ the burst
     stats_.add(Counter::kRateLimitWaited);
     return false;
   }
-  rate_tokens_ -= cost;
   head_paid_ = true;
   return true;
 }
@@ -477,13 +475,8 @@ void ClientConn::handle_note_preferred(bool preferred) {
 }
 
 void ClientConn::maybe_send_not_here(const NodePublic& dst) {
-  // Token bucket: burst 3, one token per second (derper's per-connection limiter).
-  const auto now = std::chrono::steady_clock::now();
-  const double elapsed = std::chrono::duration<double>(now - not_here_refill_).count();
-  not_here_refill_ = now;
-  not_here_tokens_ = std::min(3.0, not_here_tokens_ + elapsed);
-  if (not_here_tokens_ < 1.0) return;
-  not_here_tokens_ -= 1.0;
+  // derper's per-connection limiter: burst 3, one a second.
+  if (!not_here_bucket_.try_take(1, std::chrono::steady_clock::now())) return;
   Control c;
   c.len = static_cast<uint8_t>(encode_peer_gone(c.bytes, dst, PeerGoneReason::kNotHere));
   if (queue_control(c, nullptr)) stats_.add(Counter::kPeerGoneNotHereFrames);

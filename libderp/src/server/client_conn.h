@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "codec/token_bucket.h"
 #include "derp/frame.h"
 #include "derp/key.h"
 #include "derp/result.h"
@@ -222,8 +223,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // must wait (throttle_ set).
   bool pay_for_frame(uint32_t payload_len);
   uint64_t skip_remaining_ = 0;
-  double rate_tokens_ = 0;  // receive token bucket (ServerOptions::client_rate_*)
-  std::chrono::steady_clock::time_point rate_refill_ = std::chrono::steady_clock::now();
+  TokenBucket rate_bucket_{0, 0, {}};  // receive token bucket (ServerOptions::client_rate_*)
   bool head_paid_ = false;  // the frame at the read position is already charged
   std::chrono::nanoseconds throttle_{};
   bool preferred_ = false;
@@ -232,8 +232,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool queue_blocked_ = false;
   bool frame_counted_ = false;
   bool force_enqueue_ = false;
-  double not_here_tokens_ = 3;
-  std::chrono::steady_clock::time_point not_here_refill_ = std::chrono::steady_clock::now();
+  TokenBucket not_here_bucket_{0, 0, {}};  // PeerGone NotHere: burst 3, one a second (derper)
 
   // Queues, shared with senders on other loops.
   std::mutex qmu_;

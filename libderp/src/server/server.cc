@@ -1,4 +1,5 @@
 // Server: the listener, the event loops and the pieces that make up the relay.
+#include "codec/token_bucket.h"
 #include "derp/server.h"
 
 #include <fmt/format.h>
@@ -115,9 +116,10 @@ struct Server::Impl {
   mutable std::mutex history_mu;
   server::RateHistory history{300};
   std::optional<asio::steady_timer> sampler;
-  // Accept token bucket (loops[0] only: accepts complete one at a time).
-  double accept_tokens = 0;
-  std::chrono::steady_clock::time_point accept_refill = std::chrono::steady_clock::now();
+  // Accept token bucket (loops[0] only: accepts complete one at a time); starts full.
+  TokenBucket accept_bucket{std::max(0.0, opts.accept_rate),
+                            static_cast<double>(std::max<int64_t>(1, opts.accept_burst)),
+                            std::chrono::steady_clock::now()};
 
   net::PrefixList debug_allow;  // opts.debug_allow_from, parsed by start()
 
@@ -178,15 +180,7 @@ struct Server::Impl {
 
   bool accept_allowed() {
     if (opts.accept_rate <= 0) return true;
-    const auto now = std::chrono::steady_clock::now();
-    const double burst = static_cast<double>(std::max<int64_t>(1, opts.accept_burst));
-    accept_tokens =
-        std::min(burst, accept_tokens + std::chrono::duration<double>(now - accept_refill).count() *
-                                            opts.accept_rate);
-    accept_refill = now;
-    if (accept_tokens < 1) return false;
-    accept_tokens -= 1;
-    return true;
+    return accept_bucket.try_take(1, std::chrono::steady_clock::now());
   }
 
   server::ConnectionShared shared() { return {relay, stats, pool, opts, public_key}; }
@@ -295,7 +289,6 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
 
   auto impl = std::make_unique<Impl>(std::move(options));
   impl->debug_allow = *std::move(debug_allow);
-  impl->accept_tokens = static_cast<double>(std::max<int64_t>(1, impl->opts.accept_burst));
   if (auto loaded = impl->relay.admission().load_allow_keys(); !loaded) {
     return std::move(loaded).error();
   }

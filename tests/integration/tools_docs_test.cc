@@ -304,6 +304,36 @@ TEST(ToolsDocs, ProbeMissingMapIsTheDocumentedExitCode) {
       << "docs/CLI.md (derp-probe, Exit) does not give exit " << r.exit_code;
 }
 
+// The usage errors docs/CLI.md quotes are the lines the tools print (exit 2, one line), word
+// for word: validation errors naming flag and value, zero durations, IPv6 literals without
+// brackets, derp-captive's refusals.
+TEST(ToolsDocs, QuotedUsageErrorsAreTheToolsLines) {
+  std::string doc = cli_md();
+  std::replace(doc.begin(), doc.end(), '\n', ' ');  // quotes may wrap
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"derp-ping", {"http://127.0.0.1:1", "--count", "0"}},
+      {"derp-ping", {"http://127.0.0.1:1", "--timeout", "0"}},
+      {"derp-ping", {"http://127.0.0.1:1", "--peer", "nodekey:11", "--size", "8"}},
+      {"derp-ping", {"--derp-map", "m.json", "--region", "abc"}},
+      {"derp-connect", {"http://127.0.0.1:1", "--count", "x"}},
+      {"derp-ping", {"http://::1:3340/derp"}},
+      {"derp-captive", {"https://127.0.0.1"}},
+      {"derp-captive", {"127.0.0.1", "--port", "81"}},
+  };
+  for (const auto& [tool, args] : cases) {
+    auto r = run_tool(tool, args);
+    EXPECT_EQ(r.exit_code, 2) << tool << ": " << r.err;
+    ASSERT_TRUE(r.err.ends_with("\n")) << r.err;
+    const std::string line = r.err.substr(0, r.err.size() - 1);
+    EXPECT_EQ(line.find('\n'), std::string::npos) << "not one line: " << r.err;
+    // Quoted whole, or without the "<tool>: " prefix and the " (see --help)" suffix.
+    std::string message = line.substr(tool.size() + 2);
+    if (message.ends_with(" (see --help)")) message.resize(message.size() - 13);
+    EXPECT_TRUE(doc.find(line) != std::string::npos || doc.find(message) != std::string::npos)
+        << "docs/CLI.md does not quote what " << tool << " prints: " << line;
+  }
+}
+
 // A relay for the behaviour the doc describes.
 class ToolsDocsRelay : public ::testing::Test {
  protected:

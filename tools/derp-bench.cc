@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       ->type_name("DURATION")
       ->default_str("500ms");
   auto* window_opt = app.add_option("--window", window,
-                                    "Closed loop: packets in flight per pair (default mode, 32)")
+                                    "Closed loop (the default mode): packets in flight per pair")
                          ->type_name("N")
                          ->check(in_range(int64_t{1}, int64_t{100000}));
   auto* rate_opt = app.add_option("--rate", rate_text,
@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
       ->type_name("DURATION");
   auto* idle_opt = app.add_option("--idle", idle, "Open and hold N idle connections")
                        ->type_name("N")
+                       ->default_str("")  // 0: not this mode
                        ->check(in_range(int64_t{1}, int64_t{1000000}));
   app.add_option("--write-mode", write_mode,
                  "Load: 'batched' (every frame that is due in one write) or 'per-frame' (one "
@@ -183,10 +184,12 @@ int main(int argc, char** argv) {
                  "The relay's pid: load reports its CPU per delivered packet (/proc/PID/stat), "
                  "--idle its RSS per connection (/proc/PID/status)")
       ->type_name("PID")
+      ->default_str("")  // 0: none given
       ->check(at_least(1));
   auto* storm_opt = app.add_option("--connect-storm", storm,
                                    "Connect, handshake and close N connections; report conn/s")
                         ->type_name("N")
+                        ->default_str("")  // 0: not this mode
                         ->check(in_range(int64_t{1}, int64_t{1000000}));
   app.add_option("--concurrency", concurrency, "--connect-storm: handshakes in flight")
       ->type_name("N")

@@ -481,9 +481,10 @@ int main(int argc, char** argv) {
   int captive_port = 80;
   std::string ca_file;
   cli.app().add_option("--derp-map", maps,
-                       "DERP map file or http(s) URL (repeatable; default: Tailscale's public "
-                       "map)")
-      ->type_name("FILE|URL");
+                       "DERP map file or http(s) URL (repeatable: later maps' regions replace "
+                       "earlier ones; default: Tailscale's public map)")
+      ->type_name("FILE|URL")
+      ->default_str(kDefaultDerpMapUrl);
   cli.app()
       .add_option("--ca-file", ca_file, "Also trust the CA certificates in this PEM file")
       ->type_name("FILE");
@@ -542,6 +543,7 @@ int main(int argc, char** argv) {
       ->required();
   lint->add_flag("--active", lint_active, "Also try a TCP connect to every DERP port");
   lint->fallthrough();  // --json, --timeout, --ca-file may follow MAP
+  show_parent_options(*lint, {"--ca-file", "--json", "--timeout", "--no-color"});
   cli.set_manual({
       .description =
           "derp-probe is three tools over a DERP map: netcheck, a DERP map linter and a prober, "

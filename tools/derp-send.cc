@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
       .add_option("--to", to_text, "Destination public key (nodekey:HEX)")
       ->type_name("KEY")
       ->required();
-  auto* data_opt = cli.app().add_option("--data", data_text, "Packet payload (text)");
+  auto* data_opt = cli.app().add_option(
+      "--data", data_text, "Packet payload (text); without --data or --file: read from stdin");
   cli.app()
       .add_option("--file", file, "Read the payload from FILE")
       ->type_name("FILE")

@@ -86,10 +86,10 @@ int main(int argc, char** argv) {
   bool verify_fail_open = true;  // derper's default
   std::string allow_keys;
   double accept_limit = 0;
-  int64_t accept_burst = 0;
+  int64_t accept_burst = 1;  // as the library's 0
   int64_t max_header_bytes = 8192;
   int64_t tcp_rcvbuf = 0;
-  int64_t rate = 0, rate_burst = 0;
+  int64_t rate = 0, rate_burst = 65568;  // the smallest burst the library allows
   std::string bootstrap_names;
   std::vector<std::string> faults;
   std::string debug_allow = "127.0.0.0/8,::1";  // ServerOptions' default
@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
       ->type_name("N")
       ->capture_default_str();
   app.add_flag("-v,--verbose", verbose, "Log every connection");
-  app.add_flag("--stun", stun, "Run the STUN server (UDP, same host as --addr); --stun=false: off")
+  app.add_flag("--stun", stun,
+               "Run the STUN server (UDP, same host as --addr; default: on); --stun=false: off")
       ->capture_default_str();
   app.add_option("--stun-port", stun_port, "STUN UDP port (0 = any free port)")
       ->type_name("PORT")
@@ -181,7 +182,8 @@ int main(int argc, char** argv) {
                  "admits")
       ->type_name("URL");
   app.add_flag("--verify-client-url-fail-open", verify_fail_open,
-               "Admit clients when the admission URL is unreachable (=false: refuse them)")
+               "Admit clients when the admission URL is unreachable (default: true; =false: refuse "
+               "them)")
       ->capture_default_str();
   app.add_option("--allow-keys", allow_keys,
                  "Only admit the node keys in this file (nodekey:HEX per line, # comments); "
@@ -191,7 +193,7 @@ int main(int argc, char** argv) {
                "Accepted connections per second (0 = unlimited); excess ones are closed")
       ->type_name("RATE");
   non_negative("--accept-connection-burst", accept_burst,
-               "Burst for --accept-connection-limit (default: 1)")
+               "Burst for --accept-connection-limit")
       ->type_name("N");
   for (auto& d : durations) {
     app.add_option(d.flag, d.text, d.help)->type_name("DURATION")->capture_default_str();

@@ -249,8 +249,9 @@ TEST_F(RelayRobustness, QueueWaitZeroDropsTheOldestAsDerper) {
   EXPECT_EQ(c["send_queue_waits"], 0);
 }
 
-// A stalled receiver (it never reads) costs its sender at most one queue_wait: then the relay
-// drops the oldest of the stalled queue, and the sender's packets to others keep flowing.
+// A stalled receiver (it never reads) holds its sender back for at most one queue_wait at a
+// time: then the relay drops the oldest of the stalled queue, and the sender's packets to others
+// keep flowing.
 TEST_F(RelayRobustness, StalledReceiverDoesNotHoldItsSenderBack) {
   // No write timeout: C stays connected, stalled, all along.
   start_one_loop(std::chrono::milliseconds(100), std::chrono::milliseconds(0));
@@ -276,7 +277,10 @@ TEST_F(RelayRobustness, StalledReceiverDoesNotHoldItsSenderBack) {
   EXPECT_TRUE(written);
   auto counters = server_->counters();
   EXPECT_GT(counters["packets_dropped_reason_queue_head"], 0);
-  EXPECT_GE(counters["send_queue_waits"], 1);
+  // send_queue_waits counts pauses, not stalled receivers (docs/CLI.md, --queue-wait): C costs
+  // A a pause for every write batch of C's that began less than queue_wait ago (its socket
+  // still takes a little at a time), about 15 here; none once one write is stuck that long.
+  EXPECT_GT(counters["send_queue_waits"], 1);
 }
 
 TEST_F(RelayRobustness, RelayingAllocatesNothingPerPacketInSteadyState) {

@@ -68,7 +68,44 @@ std::string usage_message(const CLI::ParseError& e) {
   return text;
 }
 
+// A repeatable option starts empty: that is no default to show ("--fault SPEC=[]").
+void clear_empty_list_defaults(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_default_str() == "[]") opt->default_str("");
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    clear_empty_list_defaults(*sub);
+  }
+}
+
+// The subcommand's help, then the parent's options it takes (show_parent_options()); in the
+// footer's place, since CLI11 2.1's make_groups() is not virtual.
+class WithParentOptions : public CLI::Formatter {
+ public:
+  WithParentOptions(std::string group, std::vector<const CLI::Option*> opts)
+      : group_(std::move(group)), opts_(std::move(opts)) {}
+  std::string make_footer(const CLI::App* app) const override {
+    // make_group() opens with a blank line; the options before it already end with one.
+    return make_group(group_, false, opts_).substr(1) + CLI::Formatter::make_footer(app);
+  }
+
+ private:
+  std::string group_;
+  std::vector<const CLI::Option*> opts_;
+};
+
 }  // namespace
+
+void show_parent_options(CLI::App& sub, std::vector<std::string> flags) {
+  CLI::App* parent = sub.get_parent();
+  std::vector<const CLI::Option*> opts;
+  for (const auto& flag : flags) {
+    const CLI::Option* opt = parent->get_option_no_throw(flag);
+    if (opt != nullptr) opts.push_back(opt);
+  }
+  sub.formatter(
+      std::make_shared<WithParentOptions>("Options of " + parent->get_name(), std::move(opts)));
+}
 
 CLI::Validator at_least(int64_t min, bool integer) {
   return CLI::Validator(
@@ -88,6 +125,9 @@ CLI::Validator integer_value() {
 
 ToolCli::ToolCli(std::string name, std::string description)
     : name_(std::move(name)), app_(std::move(description), name_) {
+  // --help shows every option's default ("--count N=4"): the value the option's variable holds
+  // when it is defined. An option without a meaningful one clears it (default_str("")).
+  app_.option_defaults()->always_capture_default();
   app_.set_version_flag("--version", name_ + " " + DERP_VERSION_STRING,
                         "Print the version and exit");
   app_.add_flag("--no-color", no_color_,
@@ -138,6 +178,7 @@ void ToolCli::add_dial_flags(std::string map_help, std::string region_help) {
   app_.add_option("--derp-map", derp_map_, std::move(map_help))->type_name("FILE|URL");
   app_.add_option("--region", region_, std::move(region_help))
       ->type_name("ID")
+      ->default_str("")  // no default region: --derp-map needs --region
       ->check(integer_value());
   app_.add_option("--proxy", proxy_,
                   "Connect through this HTTP proxy (http://[user:pass@]host:port, CONNECT); "
@@ -184,6 +225,7 @@ void ToolCli::add_timeout(std::string default_value, std::string help) {
 }
 
 std::optional<int> ToolCli::parse(int argc, char** argv) {
+  clear_empty_list_defaults(app_);
   try {
     app_.parse(argc, argv);
   } catch (const GeneratedOutputRequest& request) {

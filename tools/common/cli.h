@@ -24,6 +24,11 @@ CLI::Validator at_least(int64_t min, bool integer = true);
 CLI::Validator in_range(int64_t min, int64_t max);
 CLI::Validator integer_value();
 
+// A subcommand that takes its parent's options after its own words (CLI11's fallthrough, as in
+// "derp-probe lint MAP --json") lists `flags` of the parent in its --help too, under "Options of
+// <parent>". CLI11 alone shows only the subcommand's own.
+void show_parent_options(CLI::App& sub, std::vector<std::string> flags);
+
 class ToolCli {
  public:
   ToolCli(std::string name, std::string description);

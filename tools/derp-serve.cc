@@ -102,13 +102,16 @@ int main(int argc, char** argv) {
     std::chrono::milliseconds* out;
     const char* help;
   };
-  std::array<DurationFlag, 7> durations = {{
+  std::array<DurationFlag, 8> durations = {{
       {"--tcp-keepalive-time", "10m", &opts.tcp_keepalive,
        "TCP keepalive idle time and probe interval on accepted sockets (0 = off)"},
       {"--tcp-user-timeout", "15s", &opts.tcp_user_timeout,
        "TCP_USER_TIMEOUT on accepted sockets (0 = off)"},
       {"--tcp-write-timeout", "2s", &opts.write_timeout,
        "Close a client whose write stalls this long (0 = no timeout)"},
+      {"--mesh-write-timeout", "30s", &opts.mesh_write_timeout,
+       "The same for connections with the mesh key, as derper's 30 s for peer relays "
+       "(0 = no timeout)"},
       {"--queue-wait", "50ms", &opts.queue_wait,
        "Pause a sender up to this long when a draining receiver's queue is full, instead of "
        "dropping (0 = derper's drop-oldest at once)"},

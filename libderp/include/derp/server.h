@@ -22,6 +22,9 @@ struct ServerOptions {
   int threads = 0;                           // event loops; 0 = one per core
   size_t per_client_queue_depth = 32;        // per queue (data and disco), as derper
   std::chrono::milliseconds write_timeout{2000};      // per flush; 0 = none
+  // The same for connections that presented the mesh key (derper's privilegedWriteTimeout):
+  // a peer relay's link carries many clients' packets, so it is given longer. 0 = none.
+  std::chrono::milliseconds mesh_write_timeout{30000};
   // Back-pressure instead of loss (issue 8; derper has none). When a client's packet finds the
   // destination's data queue full while that destination is draining it (its current write
   // began less than queue_wait ago: a receiver that reads, only slower than it is sent to), the

@@ -53,6 +53,15 @@ struct ClientOptions {
   std::string app_name;                   // ClientInfo AppName (stats only); empty = omitted
   std::chrono::milliseconds connect_timeout{10000};  // the whole connect, DNS to ServerInfo
   std::chrono::milliseconds write_timeout{10000};    // one frame write; expiry drops the conn
+  // Go's client read deadline (PROTOCOL.md §2.4): nothing from the relay for this long and the
+  // connection is declared dead (kTimeout "… read deadline"), so a black-holed link does not
+  // look healthy forever; the next call reconnects. The relay sends a KeepAlive every 60 s, so
+  // an idle healthy link never reaches the default. Not counted while the reader is parked
+  // for recv_queue_depth (the client is not reading then). 0 = no deadline.
+  std::chrono::milliseconds read_timeout{120000};
+  // TCP keepalive on every socket the client dials: SO_KEEPALIVE with this idle time and
+  // probe interval (Go's net.Dialer default, 15 s). 0 = off.
+  std::chrono::milliseconds tcp_keepalive{15000};
   // Received messages buffered before the reader stops reading (TCP back-pressure; the client
   // never drops). Must be ≥ 1.
   size_t recv_queue_depth = 256;

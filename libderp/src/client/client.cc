@@ -44,6 +44,12 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr const char* kUserAgent = "libderp/" DERP_VERSION_STRING;
 
+Error read_deadline_error(const std::string& where, std::chrono::milliseconds after) {
+  return Error(ErrorKind::kTimeout, "read from " + where + ": nothing received for " +
+                                        net::format_duration(after) +
+                                        " (read deadline; the relay sends keep-alives)");
+}
+
 Error closed_error(bool cancelled = false) {
   return cancelled ? Error(ErrorKind::kClosed, "client cancelled (stop requested)")
                    : Error(ErrorKind::kClosed, "client closed");
@@ -58,7 +64,7 @@ struct WriteOp {
 // marked (mu) are guarded by Client::Impl::mu_.
 struct Conn {
   Conn(asio::any_io_executor ex, std::unique_ptr<net::ClientStream> s, FrameReader r)
-      : stream(std::move(s)), reader(std::move(r)), space_signal(ex) {}
+      : stream(std::move(s)), reader(std::move(r)), space_signal(ex), read_timer(ex) {}
 
   std::unique_ptr<net::ClientStream> stream;
   uint64_t generation = 0;
@@ -76,6 +82,9 @@ struct Conn {
   std::deque<WriteOp> write_queue;      // (io)
   bool writing = false;                 // (io)
   asio::steady_timer space_signal;      // (io) wakes the reader when the queue has room
+  asio::steady_timer read_timer;        // (io) ClientOptions::read_timeout
+  Clock::time_point last_read{};        // (io) bytes last arrived, or reading resumed
+  bool read_parked = false;             // (io) waiting for queue room: no deadline meanwhile
 
   bool dead = false;            // (mu)
   std::optional<Error> error;   // (mu) why it died
@@ -178,6 +187,7 @@ struct Client::Impl {
     asio::post(io, [c] {
       c->stream->close();
       c->space_signal.cancel();
+      c->read_timer.cancel();
       for (auto& op : c->write_queue) {
         if (op.done) op.done->set_value(asio::error::operation_aborted);
       }
@@ -248,6 +258,7 @@ struct Client::Impl {
     settings.dns_cache = &dns_cache;
     settings.user_agent = kUserAgent;
     settings.websocket = opts.websocket;
+    settings.tcp_keepalive = opts.tcp_keepalive;
     if (opts.log) settings.log = [this](const std::string& line) { log(line); };
     auto dialed_r = co_await client::dial_stream(settings, deadline);
     if (!dialed_r) co_return std::move(dialed_r).error();
@@ -390,6 +401,8 @@ struct Client::Impl {
     if (!after.empty()) c->write_queue.push_back(WriteOp{std::move(after), nullptr});
     start_writer(c);
     c->input = std::span<const uint8_t>(c->pending);
+    c->last_read = Clock::now();
+    if (opts.read_timeout.count() > 0) arm_read_deadline(c, opts.read_timeout);
     process_input(c);
     log("derp client: connected to " + c->url + " (" + c->server_key.to_string() +
         ") from " + c->local_addr + " as " + self_pub.to_string() + ", generation " +
@@ -411,7 +424,28 @@ struct Client::Impl {
                    });
   }
 
+  // Go sets a read deadline before every frame it reads; one timer per connection, re-armed
+  // for what is left when it fires early, does the same without a timer operation per read.
+  void arm_read_deadline(const std::shared_ptr<Conn>& c, Clock::duration d) {
+    c->read_timer.expires_after(d);
+    c->read_timer.async_wait([this, c](const error_code& ec) {
+      if (ec) return;  // cancelled: the connection is over
+      {
+        std::lock_guard lk(mu);
+        if (c->dead || closed) return;
+      }
+      const auto limit = Clock::duration(opts.read_timeout);
+      const auto quiet = Clock::now() - c->last_read;
+      if (c->read_parked || quiet < limit) {
+        arm_read_deadline(c, c->read_parked ? limit : limit - quiet);
+        return;
+      }
+      fail(c, read_deadline_error(c->where, opts.read_timeout));
+    });
+  }
+
   void on_read(const std::shared_ptr<Conn>& c, net::IoResult r) {
+    c->last_read = Clock::now();
     if (r.first) {
       std::string why = r.first == asio::error::eof ? std::string("connection closed by server")
                                                     : net::lower_first(r.first.message());
@@ -430,8 +464,13 @@ struct Client::Impl {
         if (!try_enqueue(c, c->held)) return;
         if (c->held) {
           // Back-pressure: stop reading until recv() makes room; TCP then slows the relay.
+          c->read_parked = true;
           c->space_signal.expires_at(Clock::time_point::max());
-          c->space_signal.async_wait([this, c](const error_code&) { process_input(c); });
+          c->space_signal.async_wait([this, c](const error_code&) {
+            c->read_parked = false;
+            c->last_read = Clock::now();  // the deadline starts again when reading does
+            process_input(c);
+          });
           return;
         }
       }
@@ -823,6 +862,7 @@ void Client::Impl::close(bool cancel) {
     if (c) {
       c->stream->close();
       c->space_signal.cancel();
+      c->read_timer.cancel();
     }
   });
 }

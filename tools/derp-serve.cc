@@ -211,11 +211,16 @@ int main(int argc, char** argv) {
       ->check(tools::in_range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   non_negative("--client-rate-bytes-per-sec", rate,
-               "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")
+               "Per-client receive limit (token bucket; 0 = off); not advertised unless "
+               "--advertise-client-rate")
       ->type_name("BYTES");
   non_negative("--client-rate-burst-bytes", rate_burst,
                "Token bucket burst (at least 65568, one largest frame)")
       ->type_name("BYTES");
+  app.add_flag("--advertise-client-rate", opts.advertise_client_rate,
+               "Tell clients the --client-rate-* bucket in ServerInfo (derper never does; Go "
+               "clients then drop sends over it, libderp's wait)")
+      ->capture_default_str();
   app.add_option("--bootstrap-dns-names", bootstrap_names,
                  "Comma-separated names served at /bootstrap-dns")
       ->type_name("NAMES");

@@ -74,11 +74,15 @@ struct ServerOptions {
   // ---- Limits (PROTOCOL.md §4.11).
   // Per-client receive token bucket: bytes of frame payload per second and burst. When a client
   // runs out the relay stops reading from it until tokens come back (TCP back-pressure, as
-  // derper's --rate-config), never drops. Advertised in ServerInfo (TokenBucketBytesPerSecond /
-  // TokenBucketBytesBurst). 0 = off; the burst is raised to at least 65568 (one largest frame).
-  // Mesh peers are exempt.
+  // derper's --rate-config), never drops. 0 = off; the burst is raised to at least 65568 (one
+  // largest frame). Mesh peers are exempt.
   int64_t client_rate_bytes_per_second = 0;
   int64_t client_rate_burst_bytes = 0;
+  // Also tell clients the bucket in ServerInfo (TokenBucketBytesPerSecond / ...BytesBurst; not
+  // to mesh peers). derper never does, and Go clients then drop every send over the budget
+  // (PROTOCOL.md §7.6); libderp's client waits instead. Off: ServerInfo is derper's
+  // {"version":2}.
+  bool advertise_client_rate = false;
   // Listener accept rate (connections/s) and burst, as derper's --accept-connection-limit /
   // --accept-connection-burst: over the limit a connection is accepted and closed at once.
   // 0 = unlimited.

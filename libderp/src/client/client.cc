@@ -89,6 +89,11 @@ struct Conn {
   bool dead = false;            // (mu)
   std::optional<Error> error;   // (mu) why it died
   bool reader_waiting = false;  // (mu) reader is parked until recv() makes room
+  // (mu) §7.6: the token bucket this connection's ServerInfo advertised (rate 0 = none).
+  double bucket_rate = 0;
+  double bucket_burst = 0;
+  double bucket_tokens = 0;
+  Clock::time_point bucket_filled{};
 };
 
 // co_spawn wants a default-constructible result.
@@ -154,6 +159,7 @@ struct Client::Impl {
   std::deque<ReceivedDetail> queue;
   std::map<PingData, std::shared_ptr<PendingPing>> pings;
   std::shared_ptr<net::DialDeadline> dialing;  // (io) the connect in progress
+  ClientStats stats;                           // (mu)
 
   void log(const std::string& line) const {
     if (opts.log) opts.log(line);
@@ -389,6 +395,13 @@ struct Client::Impl {
         std::array<uint8_t, kFrameHeaderLen> f{};
         after.insert(after.end(), f.begin(), f.begin() + encode_watch_conns(f));
       }
+      if (server_info->token_bucket_bytes_per_second > 0) {
+        c->bucket_rate = static_cast<double>(server_info->token_bucket_bytes_per_second);
+        c->bucket_burst =
+            static_cast<double>(std::max<int64_t>(0, server_info->token_bucket_bytes_burst));
+        c->bucket_tokens = c->bucket_burst;  // a fresh bucket is full, as Go's rate.Limiter
+        c->bucket_filled = Clock::now();
+      }
       conn = c;
       generation = gen;
       server_pub = c->server_key;
@@ -605,6 +618,37 @@ struct Client::Impl {
     return e;
   }
 
+  // §7.6 with waiting instead of Go's silent drop: blocks until c's bucket holds `bytes` (or
+  // its whole burst, for a packet larger than that) and takes them; the bucket may go into debt,
+  // which the next sends wait off, so the long-run rate holds. Returns early, leaving the
+  // error to the write, when c dies; kClosed when the client closes meanwhile.
+  Result<void> pace_send(const std::shared_ptr<Conn>& c, size_t bytes) {
+    std::unique_lock lk(mu);
+    if (c->bucket_rate <= 0) return {};
+    const double charge = static_cast<double>(bytes);
+    const double need = std::min(charge, c->bucket_burst);
+    std::optional<Clock::time_point> wait_began;
+    for (;;) {
+      if (closed) return closed_err();
+      if (c->dead) return {};
+      const auto now = Clock::now();
+      const double earned =
+          std::chrono::duration<double>(now - c->bucket_filled).count() * c->bucket_rate;
+      c->bucket_tokens = std::min(c->bucket_burst, c->bucket_tokens + earned);
+      c->bucket_filled = now;
+      if (c->bucket_tokens >= need) break;
+      if (!wait_began) {
+        wait_began = now;
+        ++stats.send_rate_waits;
+      }
+      const std::chrono::duration<double> missing((need - c->bucket_tokens) / c->bucket_rate);
+      cv.wait_for(lk, std::chrono::ceil<Clock::duration>(missing));  // close() notifies cv
+    }
+    c->bucket_tokens -= charge;
+    if (wait_began) stats.send_rate_waited += Clock::now() - *wait_began;
+    return {};
+  }
+
   // The caller has reported c's error: the next call starts a new connection.
   void forget(const std::shared_ptr<Conn>& c) {
     std::lock_guard lk(mu);
@@ -707,7 +751,10 @@ Result<void> Client::send(const NodePublic& dst, std::span<const uint8_t> data) 
   }
   std::vector<uint8_t> frame(kFrameHeaderLen + kKeyLen + data.size());
   encode_send_packet(frame, dst, data);
-  return impl_->write_frame(std::move(frame), true);
+  auto c = impl_->ensure_conn(true);
+  if (!c) return std::move(c).error();
+  if (auto paced = impl_->pace_send(*c, frame.size()); !paced) return paced;
+  return impl_->write_on(*c, std::move(frame));
 }
 
 Result<ReceivedMessage> Client::recv(std::chrono::milliseconds timeout) {
@@ -908,6 +955,11 @@ std::string Client::server_url() const {
   if (!impl_->opts.region) return impl_->targets.front().url.to_string();
   std::lock_guard lk(impl_->mu);
   return impl_->last_url;
+}
+
+ClientStats Client::stats() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->stats;
 }
 
 std::optional<ConnectReport> Client::last_connect_report() const {

@@ -503,7 +503,7 @@ class Connection final : public ClientConn {
     if (not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections);
 
     ServerInfo info;
-    if (opts_.client_rate_bytes_per_second > 0) {
+    if (opts_.advertise_client_rate && opts_.client_rate_bytes_per_second > 0 && !mesh) {
       info.token_bucket_bytes_per_second = opts_.client_rate_bytes_per_second;
       info.token_bucket_bytes_burst = rate_burst(opts_);
     }

@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
   ToolCli cli("derp-ping", "Measure round trips to a relay (Ping/Pong) or through it to a peer");
   cli.add_server();
   cli.add_server_key();
+  cli.add_read_timeout();
   cli.add_key_file("Our key (derper's JSON key file); default: a fresh ephemeral key");
   cli.add_json();
   cli.add_timeout("5s", "Wait this long for each pong or echo (and for the connect)");

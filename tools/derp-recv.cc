@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   ToolCli cli("derp-recv", "Receive packets through a DERP relay and print them");
   cli.add_server();
   cli.add_server_key();
+  cli.add_read_timeout();
   cli.add_key_file("Our key (derper's JSON key file); default: a fresh ephemeral key");
   cli.add_json();
   cli.add_timeout("5s", "Give up this long after ready (also the connect timeout)");

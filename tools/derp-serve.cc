@@ -102,13 +102,16 @@ int main(int argc, char** argv) {
     std::chrono::milliseconds* out;
     const char* help;
   };
-  std::array<DurationFlag, 7> durations = {{
+  std::array<DurationFlag, 8> durations = {{
       {"--tcp-keepalive-time", "10m", &opts.tcp_keepalive,
        "TCP keepalive idle time and probe interval on accepted sockets (0 = off)"},
       {"--tcp-user-timeout", "15s", &opts.tcp_user_timeout,
        "TCP_USER_TIMEOUT on accepted sockets (0 = off)"},
       {"--tcp-write-timeout", "2s", &opts.write_timeout,
        "Close a client whose write stalls this long (0 = no timeout)"},
+      {"--mesh-write-timeout", "30s", &opts.mesh_write_timeout,
+       "The same for connections with the mesh key, as derper's 30 s for peer relays "
+       "(0 = no timeout)"},
       {"--queue-wait", "50ms", &opts.queue_wait,
        "Pause a sender up to this long when a draining receiver's queue is full, instead of "
        "dropping (0 = derper's drop-oldest at once)"},
@@ -210,11 +213,16 @@ int main(int argc, char** argv) {
       ->check(tools::in_range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   non_negative("--client-rate-bytes-per-sec", rate,
-               "Per-client receive limit (token bucket, advertised in ServerInfo; 0 = off)")
+               "Per-client receive limit (token bucket; 0 = off); not advertised unless "
+               "--advertise-client-rate")
       ->type_name("BYTES");
   non_negative("--client-rate-burst-bytes", rate_burst,
                "Token bucket burst (at least 65568, one largest frame)")
       ->type_name("BYTES");
+  app.add_flag("--advertise-client-rate", opts.advertise_client_rate,
+               "Tell clients the --client-rate-* bucket in ServerInfo (derper never does; Go "
+               "clients then drop sends over it, libderp's wait)")
+      ->capture_default_str();
   app.add_option("--bootstrap-dns-names", bootstrap_names,
                  "Comma-separated names served at /bootstrap-dns")
       ->type_name("NAMES");

@@ -157,6 +157,7 @@ Result<std::unique_ptr<Client>> new_client(const WatchTarget& target, const Mesh
   co.websocket = cli.websocket();
   co.connect_timeout = timeout;
   co.write_timeout = timeout;
+  co.read_timeout = cli.read_timeout();
   co.recv_queue_depth = 4096;
   return Client::create(std::move(co));
 }
@@ -721,6 +722,7 @@ int main(int argc, char** argv) {
   // Every SERVER is dialled with the same --ca-file / --insecure / --cert-name, --proxy and
   // --websocket; every node of a --derp-map region by its own CertName / InsecureForTests.
   cli.add_servers(servers);
+  cli.add_read_timeout();
   cli.add_json();
   cli.add_timeout("10s",
                   "--once / --check-mesh: give up after this long (per pair with --check-mesh); "

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <filesystem>
 #include <fstream>
@@ -126,18 +127,71 @@ TEST(RelayLimits, TokenBucketSlowsAFloodingClientButNotAnother) {
               static_cast<double>(got) / elapsed);
 }
 
-TEST(RelayLimits, TokenBucketIsAdvertisedInServerInfo) {
+// derper never advertises its bucket, and Go clients drop sends over an advertised one: the
+// bucket is in ServerInfo only with advertise_client_rate (derp-serve --advertise-client-rate).
+TEST(RelayLimits, TokenBucketIsInServerInfoOnlyWhenAdvertised) {
+  for (const bool advertise : {false, true}) {
+    ServerOptions o;
+    o.client_rate_bytes_per_second = 123456;
+    o.client_rate_burst_bytes = 1000;  // raised to one largest frame
+    o.advertise_client_rate = advertise;
+    auto relay = start_relay(o);
+    ASSERT_TRUE(relay);
+    auto c = client_for(*relay);
+    ASSERT_TRUE(c);
+    auto info = next_of<ServerInfoMessage>(*c);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(server_info_to_json(info->info),
+              advertise ? R"({"version":2,"TokenBucketBytesPerSecond":123456,)"
+                          R"("TokenBucketBytesBurst":65568})"
+                        : R"({"version":2})")  // derper's, exactly
+        << "advertise " << advertise;
+  }
+}
+
+// PROTOCOL.md §7.6, waiting where Go drops: a burst over the advertised budget takes at least
+// (bytes - burst) / rate and arrives whole and in order; the client counts its waits.
+TEST(RelayLimits, ClientWaitsForAnAdvertisedTokenBucketAndLosesNothing) {
+  constexpr int64_t kRate = 400000;
+  constexpr int64_t kBurst = 65568;
+  constexpr uint32_t kPackets = 40;
+  constexpr size_t kSize = 10000;
   ServerOptions o;
-  o.client_rate_bytes_per_second = 123456;
-  o.client_rate_burst_bytes = 1000;  // raised to one largest frame
+  o.client_rate_bytes_per_second = kRate;
+  o.client_rate_burst_bytes = kBurst;
+  o.advertise_client_rate = true;
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
-  auto c = client_for(*relay);
-  ASSERT_TRUE(c);
-  auto info = next_of<ServerInfoMessage>(*c);
-  ASSERT_TRUE(info);
-  EXPECT_EQ(info->info.token_bucket_bytes_per_second, 123456);
-  EXPECT_EQ(info->info.token_bucket_bytes_burst, 65568);
+  auto a = client_for(*relay);
+  auto b = client_for(*relay);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(b->connect().ok());
+  auto a_info = next_of<ServerInfoMessage>(*a);
+  ASSERT_TRUE(a_info);
+  ASSERT_EQ(a_info->info.token_bucket_bytes_per_second, kRate);
+
+  const auto t0 = Clock::now();
+  for (uint32_t i = 0; i < kPackets; ++i) {
+    std::vector<uint8_t> p(kSize, 0x5b);
+    std::memcpy(p.data(), &i, sizeof i);
+    ASSERT_TRUE(a->send(b->self_public_key(), p).ok()) << "packet " << i;
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  // Each send is charged its whole SendPacket frame: 5 + 32 + payload bytes.
+  const double charged = static_cast<double>(kPackets * (5 + 32 + kSize));
+  EXPECT_GE(elapsed, (charged - kBurst) / kRate * 0.95) << "the sends outran the bucket";
+  const ClientStats stats = a->stats();
+  EXPECT_GT(stats.send_rate_waits, 0u);
+  EXPECT_GT(stats.send_rate_waited.count(), 0);
+  for (uint32_t i = 0; i < kPackets; ++i) {
+    auto got = next_of<ReceivedPacket>(*b, kWait);
+    ASSERT_TRUE(got) << "packet " << i << " lost";
+    uint32_t seq = 0;
+    std::memcpy(&seq, got->data.data(), sizeof seq);
+    EXPECT_EQ(seq, i);
+    EXPECT_EQ(got->data.size(), kSize);
+  }
+  EXPECT_EQ(b->stats().send_rate_waits, 0u);  // B sent nothing
 }
 
 TEST(RelayLimits, AcceptLimitClosesConnectionsBeyondTheBurst) {
@@ -455,6 +509,28 @@ TEST_F(ServeBinary, QueueWaitFlagZeroIsDerpersDropOldest) {
       << j.dump();
   proc_->signal(SIGTERM);
   EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+}
+
+// --client-rate-* alone limits without telling anyone (derper's ServerInfo); only
+// --advertise-client-rate puts the bucket in ServerInfo. --mesh-write-timeout is taken.
+TEST_F(ServeBinary, ClientRateIsAdvertisedOnlyWithAdvertiseClientRate) {
+  for (const bool advertise : {false, true}) {
+    std::vector<std::string> args = {"-a", "127.0.0.1:0", "-stun=false",
+                                     "--client-rate-bytes-per-sec", "100000",
+                                     "--mesh-write-timeout", "45s"};
+    if (advertise) args.push_back("--advertise-client-rate");
+    const uint16_t port = start(args);
+    ASSERT_NE(port, 0);
+    auto c = client(port);
+    auto info = next_of<ServerInfoMessage>(*c);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(server_info_to_json(info->info),
+              advertise ? R"({"version":2,"TokenBucketBytesPerSecond":100000,)"
+                          R"("TokenBucketBytesBurst":65568})"
+                        : R"({"version":2})");
+    proc_->signal(SIGTERM);
+    EXPECT_EQ(proc_->wait(10s).exit_code, 0);
+  }
 }
 
 TEST_F(ServeBinary, UnsupportedDerperFlagIsRefusedByName) {

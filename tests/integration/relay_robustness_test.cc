@@ -189,6 +189,45 @@ TEST_F(RelayRobustness, SlowReaderDoesNotSlowOthersAndIsClosedAfterWriteTimeout)
   EXPECT_GE(server_->counters()["sclient_write_timeouts"], 1);
 }
 
+// derper's privilegedWriteTimeout: a stalled mesh peer outlives an ordinary stalled reader.
+// M (mesh key) stops reading first; C (ordinary) stops reading after the relay has routed all
+// of M's flood, so by the time C is closed for its 200 ms, M's write has been stuck longer.
+TEST_F(RelayRobustness, MeshPeerStallsPastTheOrdinaryWriteTimeout) {
+  ServerOptions o;
+  o.write_timeout = std::chrono::milliseconds(200);
+  o.mesh_write_timeout = std::chrono::minutes(1);
+  o.queue_wait = std::chrono::milliseconds(0);
+  o.mesh_key = *MeshKey::parse(std::string(64, 'd'));
+  // Off: Linux aborts a connection whose window stays shut past TCP_USER_TIMEOUT (15 s by
+  // default), which on a loaded machine could end M before the test lets it read.
+  o.tcp_user_timeout = std::chrono::milliseconds(0);
+  o.threads = 2;
+  start(o);
+  NodePrivate ka = NodePrivate::generate(), kb = NodePrivate::generate(),
+              km = NodePrivate::generate(), kc = NodePrivate::generate();
+  auto a = join(ka), b = join(kb), c = join(kc);
+  DerpConn::Options mesh_opts;
+  mesh_opts.mesh_key = o.mesh_key;
+  auto m = DerpConn::connect(server_->port(), km, server_->public_key(), mesh_opts);
+  ASSERT_TRUE(a && b && c && m);
+  // M keeps its normal buffer: with a tiny one, reading later would crawl (its window would
+  // reopen by less than a segment at a time). 400 x 64 KiB is far more than the socket
+  // buffers (a few MB) and the two queues either way.
+  c->raw().shrink_receive_buffer(4096);
+  const std::vector<uint8_t> big(65536, 0x22);
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(a->send_packet(km.public_key(), big));
+  ASSERT_TRUE(a->sync());  // every packet routed: M's write is stuck
+  EXPECT_GT(server_->counters()["packets_dropped_reason_queue_head"], 0);
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(b->send_packet(kc.public_key(), big));
+  EXPECT_TRUE(c->raw().wait_closed()) << logs_.all();
+  EXPECT_EQ(server_->counters()["sclient_write_timeouts"], 1) << logs_.all();
+  // M is still connected: it reads its backlog and then its own Pong.
+  auto frames = m->sync();
+  ASSERT_TRUE(frames.has_value()) << logs_.all();
+  EXPECT_FALSE(frames->empty());
+  EXPECT_EQ(server_->counters()["sclient_write_timeouts"], 1);
+}
+
 // `count` SendPacket frames to `dst`, `size` bytes each, the first 4 bytes the sequence number.
 std::vector<uint8_t> robustness_flood(const NodePublic& dst, uint32_t count, size_t size) {
   std::vector<uint8_t> out;

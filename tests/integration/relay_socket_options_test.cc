@@ -2,7 +2,6 @@
 // -tcp-user-timeout), read back with getsockopt from the relay's own accepted socket: the test
 // runs the relay in-process, so that socket is one of this process's file descriptors.
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,41 +18,6 @@ namespace derp::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// The fd of this process's socket bound to 127.0.0.1:`local_port` whose peer is
-// 127.0.0.1:`peer_port`: the relay's end of a connection the test opened.
-std::optional<int> sockopt_find_accepted(uint16_t local_port, uint16_t peer_port) {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return std::nullopt;
-  std::optional<int> found;
-  while (dirent* e = ::readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
-    sockaddr_in self{}, peer{};
-    socklen_t len = sizeof self;
-    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &len) != 0 ||
-        self.sin_family != AF_INET || ntohs(self.sin_port) != local_port) {
-      continue;
-    }
-    len = sizeof peer;
-    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
-        ntohs(peer.sin_port) != peer_port) {
-      continue;  // the listener itself, or another client's connection
-    }
-    found = static_cast<int>(fd);
-    break;
-  }
-  ::closedir(dir);
-  return found;
-}
-
-int sockopt_int(int fd, int level, int name) {
-  int v = -1;
-  socklen_t len = sizeof v;
-  EXPECT_EQ(::getsockopt(fd, level, name, &v, &len), 0) << "getsockopt " << level << "/" << name;
-  return v;
-}
 
 // Opens a connection and completes one HTTP exchange on it, so the relay has accepted it (and
 // applied its socket options) before the test looks; returns the connection.
@@ -73,24 +37,24 @@ TEST(RelaySocketOptions, KeepaliveAndUserTimeoutAreSetOnAcceptedSockets) {
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
   auto raw = sockopt_connect(*relay);
-  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  const auto fd = find_socket_fd(relay->port(), raw->local_port());
   ASSERT_TRUE(fd.has_value()) << "the relay's socket for the test's connection";
-  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  EXPECT_EQ(socket_option_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
   // As Go's net package does for derper: the probe interval equals the idle time.
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 37);
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPINTVL), 37);
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 4321);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 37);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_KEEPINTVL), 37);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 4321);
 }
 
 TEST(RelaySocketOptions, DerperDefaultsAreTenMinutesAndFifteenSeconds) {
   auto relay = start_relay({});
   ASSERT_TRUE(relay);
   auto raw = sockopt_connect(*relay);
-  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  const auto fd = find_socket_fd(relay->port(), raw->local_port());
   ASSERT_TRUE(fd.has_value());
-  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 600);
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 15000);
+  EXPECT_EQ(socket_option_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_KEEPIDLE), 600);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 15000);
 }
 
 TEST(RelaySocketOptions, ZeroLeavesKeepaliveAndUserTimeoutOff) {
@@ -100,10 +64,10 @@ TEST(RelaySocketOptions, ZeroLeavesKeepaliveAndUserTimeoutOff) {
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
   auto raw = sockopt_connect(*relay);
-  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  const auto fd = find_socket_fd(relay->port(), raw->local_port());
   ASSERT_TRUE(fd.has_value());
-  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 0);
-  EXPECT_EQ(sockopt_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+  EXPECT_EQ(socket_option_int(*fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+  EXPECT_EQ(socket_option_int(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
 }
 
 TEST(RelaySocketOptions, ReceiveBufferIsSetWhenAsked) {
@@ -112,10 +76,10 @@ TEST(RelaySocketOptions, ReceiveBufferIsSetWhenAsked) {
   auto relay = start_relay(o);
   ASSERT_TRUE(relay);
   auto raw = sockopt_connect(*relay);
-  const auto fd = sockopt_find_accepted(relay->port(), raw->local_port());
+  const auto fd = find_socket_fd(relay->port(), raw->local_port());
   ASSERT_TRUE(fd.has_value());
   // Linux reports twice the value set (its bookkeeping share, socket(7)).
-  EXPECT_EQ(sockopt_int(*fd, SOL_SOCKET, SO_RCVBUF), 2 * 96 * 1024);
+  EXPECT_EQ(socket_option_int(*fd, SOL_SOCKET, SO_RCVBUF), 2 * 96 * 1024);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "support/relay_harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -418,6 +420,39 @@ int listen_loopback(int backlog, uint16_t* port) {
   }
   *port = ntohs(a.sin_port);
   return fd;
+}
+
+std::optional<int> find_socket_fd(uint16_t local_port, uint16_t peer_port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return std::nullopt;
+  std::optional<int> found;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    sockaddr_in self{}, peer{};
+    socklen_t len = sizeof self;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &len) != 0 ||
+        self.sin_family != AF_INET || ntohs(self.sin_port) != local_port) {
+      continue;
+    }
+    len = sizeof peer;
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        ntohs(peer.sin_port) != peer_port) {
+      continue;  // a listener, or another connection from the same port
+    }
+    found = static_cast<int>(fd);
+    break;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+int socket_option_int(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(::getsockopt(fd, level, name, &v, &len), 0) << "getsockopt " << level << "/" << name;
+  return v;
 }
 
 }  // namespace derp::test

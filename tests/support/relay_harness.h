@@ -130,6 +130,12 @@ std::vector<uint16_t> free_loopback_ports(size_t n);
 // -1 (and a test failure) when the kernel refuses. The caller owns the descriptor.
 int listen_loopback(int backlog, uint16_t* port);
 
+// The descriptor of this process's IPv4 TCP socket bound to 127.0.0.1:`local_port` whose peer
+// is at `peer_port` (a relay's accepted socket, or a derp::Client's dialed one, in-process).
+std::optional<int> find_socket_fd(uint16_t local_port, uint16_t peer_port);
+// getsockopt of an int option (-1 and a test failure when it fails).
+int socket_option_int(int fd, int level, int name);
+
 // Collects the relay's log lines so a test can wait for one (with a deadline) instead of
 // sleeping. Must outlive the server that logs into it.
 class LogWatch {

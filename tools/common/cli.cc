@@ -224,6 +224,16 @@ void ToolCli::add_timeout(std::string default_value, std::string help) {
       ->default_str(timeout_text_);
 }
 
+void ToolCli::add_read_timeout() {
+  read_timeout_text_ = "120s";
+  has_read_timeout_ = true;
+  app_.add_option("--read-timeout", read_timeout_text_,
+                  "Declare the connection dead when the relay sends nothing for this long, and "
+                  "reconnect (Go's read deadline; relays send keep-alives every 60 s; 0 = never)")
+      ->type_name("DURATION")
+      ->default_str(read_timeout_text_);
+}
+
 std::optional<int> ToolCli::parse(int argc, char** argv) {
   clear_empty_list_defaults(app_);
   try {
@@ -279,6 +289,11 @@ std::optional<int> ToolCli::parse(int argc, char** argv) {
     auto d = parse_positive_duration("--timeout", timeout_text_);
     if (!d) return fail(d.error());
     timeout_ = to_millis(*d);
+  }
+  if (has_read_timeout_) {
+    auto d = parse_duration(read_timeout_text_);
+    if (!d) return fail(d.error().wrap("--read-timeout"));
+    read_timeout_ = to_millis(*d);
   }
   return std::nullopt;
 }

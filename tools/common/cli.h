@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/manual.h"
+#include "derp/client.h"
 #include "derp/key.h"
 #include "derp/result.h"
 
@@ -51,6 +52,9 @@ class ToolCli {
   void add_key_file(std::string help);  // --key-file FILE (derper's JSON key file)
   void add_json();                      // --json
   void add_timeout(std::string default_value, std::string help);  // --timeout DURATION
+  // --read-timeout DURATION (default 120s, Go's client read deadline; 0 = none): a connection
+  // the relay says nothing on for this long is dead and is reconnected (ClientOptions).
+  void add_read_timeout();
 
   // The man page's prose (DESCRIPTION, EXAMPLES, ...); the examples also end --help. The page
   // itself (--help-man) and the completions (--completion bash|zsh), hidden from --help, are
@@ -67,6 +71,8 @@ class ToolCli {
   // --no-color (every tool takes it): no colour even on a terminal (common/term.h).
   bool no_color() const { return no_color_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // ClientOptions::read_timeout's default unless the tool took --read-timeout.
+  std::chrono::milliseconds read_timeout() const { return read_timeout_; }
   const std::optional<NodePublic>& server_key() const { return server_key_; }
   const std::string& key_file() const { return key_file_; }
   const std::string& ca_file() const { return ca_file_; }
@@ -125,6 +131,9 @@ class ToolCli {
   std::string timeout_text_;
   std::chrono::milliseconds timeout_{0};
   bool has_timeout_ = false;
+  std::string read_timeout_text_;
+  std::chrono::milliseconds read_timeout_ = ClientOptions{}.read_timeout;
+  bool has_read_timeout_ = false;
 };
 
 }  // namespace derp::tools

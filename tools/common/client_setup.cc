@@ -55,6 +55,7 @@ Result<ToolClient> make_client(const ToolCli& cli, bool connect) {
   o.proxy = cli.proxy();
   o.websocket = cli.websocket();
   if (cli.timeout().count() > 0) o.connect_timeout = cli.timeout();
+  o.read_timeout = cli.read_timeout();
   auto client = Client::create(std::move(o));
   if (!client) return std::move(client).error();
   out.client = std::move(*client);

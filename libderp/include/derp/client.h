@@ -53,6 +53,15 @@ struct ClientOptions {
   std::string app_name;                   // ClientInfo AppName (stats only); empty = omitted
   std::chrono::milliseconds connect_timeout{10000};  // the whole connect, DNS to ServerInfo
   std::chrono::milliseconds write_timeout{10000};    // one frame write; expiry drops the conn
+  // Go's client read deadline (PROTOCOL.md §2.4): nothing from the relay for this long and the
+  // connection is declared dead (kTimeout "… read deadline"), so a black-holed link does not
+  // look healthy forever; the next call reconnects. The relay sends a KeepAlive every 60 s, so
+  // an idle healthy link never reaches the default. Not counted while the reader is parked
+  // for recv_queue_depth (the client is not reading then). 0 = no deadline.
+  std::chrono::milliseconds read_timeout{120000};
+  // TCP keepalive on every socket the client dials: SO_KEEPALIVE with this idle time and
+  // probe interval (Go's net.Dialer default, 15 s). 0 = off.
+  std::chrono::milliseconds tcp_keepalive{15000};
   // Received messages buffered before the reader stops reading (TCP back-pressure; the client
   // never drops). Must be ≥ 1.
   size_t recv_queue_depth = 256;
@@ -174,6 +183,15 @@ struct ReceivedDetail {
   uint64_t generation = 0;  // the connection it arrived on (1 = first connect)
 };
 
+// What the client counted since it was created.
+struct ClientStats {
+  // PROTOCOL.md §7.6: send() calls that waited for the relay's advertised token bucket
+  // (ServerInfo TokenBucketBytesPerSecond), and how long they waited in all. Go drops such
+  // sends; libderp delays them, so nothing is lost.
+  uint64_t send_rate_waits = 0;
+  std::chrono::nanoseconds send_rate_waited{0};
+};
+
 struct ConnectedState {
   bool connected = false;
   bool connecting = false;
@@ -247,6 +265,9 @@ class Client {
   Result<void> connect();
 
   // Sends one packet (≤ 64 KiB, else kUsage) to dst through the relay. Connects on demand.
+  // When the relay advertised a token bucket in ServerInfo (§7.6), each send is charged
+  // 37 + size bytes and waits until the bucket has them (a send larger than the burst waits for
+  // a full bucket and leaves it in debt); stats() counts the waits.
   Result<void> send(const NodePublic& dst, std::span<const uint8_t> data);
 
   // The next message, waiting up to `timeout`. Connects on demand. kTimeout when nothing came
@@ -300,6 +321,7 @@ class Client {
   std::string server_url() const;
   // The report of the last successful connect; nullopt before the first one.
   std::optional<ConnectReport> last_connect_report() const;
+  ClientStats stats() const;
 
   // Go's SetCanAckPings: whether server Pings are answered automatically from now on (the
   // ClientInfo of the next connect carries it too).

@@ -22,6 +22,9 @@ struct ServerOptions {
   int threads = 0;                           // event loops; 0 = one per core
   size_t per_client_queue_depth = 32;        // per queue (data and disco), as derper
   std::chrono::milliseconds write_timeout{2000};      // per flush; 0 = none
+  // The same for connections that presented the mesh key (derper's privilegedWriteTimeout):
+  // a peer relay's link carries many clients' packets, so it is given longer. 0 = none.
+  std::chrono::milliseconds mesh_write_timeout{30000};
   // Back-pressure instead of loss (issue 8; derper has none). When a client's packet finds the
   // destination's data queue full while that destination is draining it (its current write
   // began less than queue_wait ago: a receiver that reads, only slower than it is sent to), the
@@ -71,11 +74,15 @@ struct ServerOptions {
   // ---- Limits (PROTOCOL.md §4.11).
   // Per-client receive token bucket: bytes of frame payload per second and burst. When a client
   // runs out the relay stops reading from it until tokens come back (TCP back-pressure, as
-  // derper's --rate-config), never drops. Advertised in ServerInfo (TokenBucketBytesPerSecond /
-  // TokenBucketBytesBurst). 0 = off; the burst is raised to at least 65568 (one largest frame).
-  // Mesh peers are exempt.
+  // derper's --rate-config), never drops. 0 = off; the burst is raised to at least 65568 (one
+  // largest frame). Mesh peers are exempt.
   int64_t client_rate_bytes_per_second = 0;
   int64_t client_rate_burst_bytes = 0;
+  // Also tell clients the bucket in ServerInfo (TokenBucketBytesPerSecond / ...BytesBurst; not
+  // to mesh peers). derper never does, and Go clients then drop every send over the budget
+  // (PROTOCOL.md §7.6); libderp's client waits instead. Off: ServerInfo is derper's
+  // {"version":2}.
+  bool advertise_client_rate = false;
   // Listener accept rate (connections/s) and burst, as derper's --accept-connection-limit /
   // --accept-connection-burst: over the limit a connection is accepted and closed at once.
   // 0 = unlimited.

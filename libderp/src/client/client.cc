@@ -44,6 +44,12 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr const char* kUserAgent = "libderp/" DERP_VERSION_STRING;
 
+Error read_deadline_error(const std::string& where, std::chrono::milliseconds after) {
+  return Error(ErrorKind::kTimeout, "read from " + where + ": nothing received for " +
+                                        net::format_duration(after) +
+                                        " (read deadline; the relay sends keep-alives)");
+}
+
 Error closed_error(bool cancelled = false) {
   return cancelled ? Error(ErrorKind::kClosed, "client cancelled (stop requested)")
                    : Error(ErrorKind::kClosed, "client closed");
@@ -58,7 +64,7 @@ struct WriteOp {
 // marked (mu) are guarded by Client::Impl::mu_.
 struct Conn {
   Conn(asio::any_io_executor ex, std::unique_ptr<net::ClientStream> s, FrameReader r)
-      : stream(std::move(s)), reader(std::move(r)), space_signal(ex) {}
+      : stream(std::move(s)), reader(std::move(r)), space_signal(ex), read_timer(ex) {}
 
   std::unique_ptr<net::ClientStream> stream;
   uint64_t generation = 0;
@@ -76,10 +82,18 @@ struct Conn {
   std::deque<WriteOp> write_queue;      // (io)
   bool writing = false;                 // (io)
   asio::steady_timer space_signal;      // (io) wakes the reader when the queue has room
+  asio::steady_timer read_timer;        // (io) ClientOptions::read_timeout
+  Clock::time_point last_read{};        // (io) bytes last arrived, or reading resumed
+  bool read_parked = false;             // (io) waiting for queue room: no deadline meanwhile
 
   bool dead = false;            // (mu)
   std::optional<Error> error;   // (mu) why it died
   bool reader_waiting = false;  // (mu) reader is parked until recv() makes room
+  // (mu) §7.6: the token bucket this connection's ServerInfo advertised (rate 0 = none).
+  double bucket_rate = 0;
+  double bucket_burst = 0;
+  double bucket_tokens = 0;
+  Clock::time_point bucket_filled{};
 };
 
 // co_spawn wants a default-constructible result.
@@ -145,6 +159,7 @@ struct Client::Impl {
   std::deque<ReceivedDetail> queue;
   std::map<PingData, std::shared_ptr<PendingPing>> pings;
   std::shared_ptr<net::DialDeadline> dialing;  // (io) the connect in progress
+  ClientStats stats;                           // (mu)
 
   void log(const std::string& line) const {
     if (opts.log) opts.log(line);
@@ -178,6 +193,7 @@ struct Client::Impl {
     asio::post(io, [c] {
       c->stream->close();
       c->space_signal.cancel();
+      c->read_timer.cancel();
       for (auto& op : c->write_queue) {
         if (op.done) op.done->set_value(asio::error::operation_aborted);
       }
@@ -248,6 +264,7 @@ struct Client::Impl {
     settings.dns_cache = &dns_cache;
     settings.user_agent = kUserAgent;
     settings.websocket = opts.websocket;
+    settings.tcp_keepalive = opts.tcp_keepalive;
     if (opts.log) settings.log = [this](const std::string& line) { log(line); };
     auto dialed_r = co_await client::dial_stream(settings, deadline);
     if (!dialed_r) co_return std::move(dialed_r).error();
@@ -378,6 +395,13 @@ struct Client::Impl {
         std::array<uint8_t, kFrameHeaderLen> f{};
         after.insert(after.end(), f.begin(), f.begin() + encode_watch_conns(f));
       }
+      if (server_info->token_bucket_bytes_per_second > 0) {
+        c->bucket_rate = static_cast<double>(server_info->token_bucket_bytes_per_second);
+        c->bucket_burst =
+            static_cast<double>(std::max<int64_t>(0, server_info->token_bucket_bytes_burst));
+        c->bucket_tokens = c->bucket_burst;  // a fresh bucket is full, as Go's rate.Limiter
+        c->bucket_filled = Clock::now();
+      }
       conn = c;
       generation = gen;
       server_pub = c->server_key;
@@ -390,6 +414,8 @@ struct Client::Impl {
     if (!after.empty()) c->write_queue.push_back(WriteOp{std::move(after), nullptr});
     start_writer(c);
     c->input = std::span<const uint8_t>(c->pending);
+    c->last_read = Clock::now();
+    if (opts.read_timeout.count() > 0) arm_read_deadline(c, opts.read_timeout);
     process_input(c);
     log("derp client: connected to " + c->url + " (" + c->server_key.to_string() +
         ") from " + c->local_addr + " as " + self_pub.to_string() + ", generation " +
@@ -411,7 +437,28 @@ struct Client::Impl {
                    });
   }
 
+  // Go sets a read deadline before every frame it reads; one timer per connection, re-armed
+  // for what is left when it fires early, does the same without a timer operation per read.
+  void arm_read_deadline(const std::shared_ptr<Conn>& c, Clock::duration d) {
+    c->read_timer.expires_after(d);
+    c->read_timer.async_wait([this, c](const error_code& ec) {
+      if (ec) return;  // cancelled: the connection is over
+      {
+        std::lock_guard lk(mu);
+        if (c->dead || closed) return;
+      }
+      const auto limit = Clock::duration(opts.read_timeout);
+      const auto quiet = Clock::now() - c->last_read;
+      if (c->read_parked || quiet < limit) {
+        arm_read_deadline(c, c->read_parked ? limit : limit - quiet);
+        return;
+      }
+      fail(c, read_deadline_error(c->where, opts.read_timeout));
+    });
+  }
+
   void on_read(const std::shared_ptr<Conn>& c, net::IoResult r) {
+    c->last_read = Clock::now();
     if (r.first) {
       std::string why = r.first == asio::error::eof ? std::string("connection closed by server")
                                                     : net::lower_first(r.first.message());
@@ -430,8 +477,13 @@ struct Client::Impl {
         if (!try_enqueue(c, c->held)) return;
         if (c->held) {
           // Back-pressure: stop reading until recv() makes room; TCP then slows the relay.
+          c->read_parked = true;
           c->space_signal.expires_at(Clock::time_point::max());
-          c->space_signal.async_wait([this, c](const error_code&) { process_input(c); });
+          c->space_signal.async_wait([this, c](const error_code&) {
+            c->read_parked = false;
+            c->last_read = Clock::now();  // the deadline starts again when reading does
+            process_input(c);
+          });
           return;
         }
       }
@@ -566,6 +618,37 @@ struct Client::Impl {
     return e;
   }
 
+  // §7.6 with waiting instead of Go's silent drop: blocks until c's bucket holds `bytes` (or
+  // its whole burst, for a packet larger than that) and takes them; the bucket may go into debt,
+  // which the next sends wait off, so the long-run rate holds. Returns early, leaving the
+  // error to the write, when c dies; kClosed when the client closes meanwhile.
+  Result<void> pace_send(const std::shared_ptr<Conn>& c, size_t bytes) {
+    std::unique_lock lk(mu);
+    if (c->bucket_rate <= 0) return {};
+    const double charge = static_cast<double>(bytes);
+    const double need = std::min(charge, c->bucket_burst);
+    std::optional<Clock::time_point> wait_began;
+    for (;;) {
+      if (closed) return closed_err();
+      if (c->dead) return {};
+      const auto now = Clock::now();
+      const double earned =
+          std::chrono::duration<double>(now - c->bucket_filled).count() * c->bucket_rate;
+      c->bucket_tokens = std::min(c->bucket_burst, c->bucket_tokens + earned);
+      c->bucket_filled = now;
+      if (c->bucket_tokens >= need) break;
+      if (!wait_began) {
+        wait_began = now;
+        ++stats.send_rate_waits;
+      }
+      const std::chrono::duration<double> missing((need - c->bucket_tokens) / c->bucket_rate);
+      cv.wait_for(lk, std::chrono::ceil<Clock::duration>(missing));  // close() notifies cv
+    }
+    c->bucket_tokens -= charge;
+    if (wait_began) stats.send_rate_waited += Clock::now() - *wait_began;
+    return {};
+  }
+
   // The caller has reported c's error: the next call starts a new connection.
   void forget(const std::shared_ptr<Conn>& c) {
     std::lock_guard lk(mu);
@@ -668,7 +751,10 @@ Result<void> Client::send(const NodePublic& dst, std::span<const uint8_t> data) 
   }
   std::vector<uint8_t> frame(kFrameHeaderLen + kKeyLen + data.size());
   encode_send_packet(frame, dst, data);
-  return impl_->write_frame(std::move(frame), true);
+  auto c = impl_->ensure_conn(true);
+  if (!c) return std::move(c).error();
+  if (auto paced = impl_->pace_send(*c, frame.size()); !paced) return paced;
+  return impl_->write_on(*c, std::move(frame));
 }
 
 Result<ReceivedMessage> Client::recv(std::chrono::milliseconds timeout) {
@@ -823,6 +909,7 @@ void Client::Impl::close(bool cancel) {
     if (c) {
       c->stream->close();
       c->space_signal.cancel();
+      c->read_timer.cancel();
     }
   });
 }
@@ -868,6 +955,11 @@ std::string Client::server_url() const {
   if (!impl_->opts.region) return impl_->targets.front().url.to_string();
   std::lock_guard lk(impl_->mu);
   return impl_->last_url;
+}
+
+ClientStats Client::stats() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->stats;
 }
 
 std::optional<ConnectReport> Client::last_connect_report() const {

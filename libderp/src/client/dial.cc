@@ -9,6 +9,7 @@
 #include "net/error_text.h"
 #include "net/endpoint_text.h"
 #include "net/http_upgrade_client.h"
+#include "net/tcp_keepalive.h"
 #include "net/ws_client.h"
 
 namespace derp::client {
@@ -61,9 +62,9 @@ Result<net::DialResult> adopt_fd(asio::any_io_executor ex, int fd, const std::st
   return r;
 }
 
-asio::awaitable<Result<net::DialResult>> dial_target_tcp(const DialSettings& s,
-                                                         const ServerTarget& t,
-                                                         net::DialDeadline& deadline) {
+asio::awaitable<Result<net::DialResult>> connect_target_tcp(const DialSettings& s,
+                                                            const ServerTarget& t,
+                                                            net::DialDeadline& deadline) {
   const std::string where = t.url.host_port();
   if (s.url_dialer) {
     auto ex = co_await asio::this_coro::executor;
@@ -94,6 +95,16 @@ asio::awaitable<Result<net::DialResult>> dial_target_tcp(const DialSettings& s,
   }
   co_return co_await net::dial_race(std::move(attempts), t.url.port, where, deadline,
                                     kNodeDialBudget, s.dns_cache);
+}
+
+// Every TCP connection the client makes (direct, proxy, custom dialer) gets keepalive, so a
+// peer that vanished without a FIN is noticed by the kernel even when nothing is being sent.
+asio::awaitable<Result<net::DialResult>> dial_target_tcp(const DialSettings& s,
+                                                         const ServerTarget& t,
+                                                         net::DialDeadline& deadline) {
+  auto r = co_await connect_target_tcp(s, t, deadline);
+  if (r) net::set_tcp_keepalive(r->socket.native_handle(), s.tcp_keepalive);
+  co_return std::move(r);
 }
 
 }  // namespace

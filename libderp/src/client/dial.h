@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -42,6 +43,7 @@ struct DialSettings {
   net::DnsCache* dns_cache = nullptr;
   std::string user_agent;
   bool websocket = false;  // WebSocket from the start (else only as the 426 fallback)
+  std::chrono::milliseconds tcp_keepalive{0};  // on every dialed socket (0 = off)
   std::function<void(const std::string&)> log;  // a failed node, before the next is tried
 };
 

@@ -503,7 +503,7 @@ class Connection final : public ClientConn {
     if (not_ideal_) stats_.add(Counter::kGaugeNotIdealConnections);
 
     ServerInfo info;
-    if (opts_.client_rate_bytes_per_second > 0) {
+    if (opts_.advertise_client_rate && opts_.client_rate_bytes_per_second > 0 && !mesh) {
       info.token_bucket_bytes_per_second = opts_.client_rate_bytes_per_second;
       info.token_bucket_bytes_burst = rate_burst(opts_);
     }
@@ -717,8 +717,8 @@ class Connection final : public ClientConn {
     if (!begin_batch()) return;
     write_in_progress_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    if (!write_timer_armed_ && opts_.write_timeout.count() > 0) {
-      arm_write_timer(opts_.write_timeout);
+    if (!write_timer_armed_ && write_timeout().count() > 0) {
+      arm_write_timer(write_timeout());
     }
     const auto& bufs = batch_buffers();
     write_all(std::span<const asio::const_buffer>(bufs.data(), bufs.size()),
@@ -738,10 +738,10 @@ class Connection final : public ClientConn {
       self->write_timer_armed_ = false;
       if (ec || self->closed_ || !self->write_in_progress_) return;
       const auto elapsed = std::chrono::steady_clock::now() - self->write_started_;
-      if (elapsed >= self->opts_.write_timeout) {
+      if (elapsed >= self->write_timeout()) {
         self->stats_.add(Counter::kWriteTimeouts);
         self->log(fmt::format("{}: write timeout after {} ms, closing", self->peer_name(),
-                              self->opts_.write_timeout.count()));
+                              self->write_timeout().count()));
         // Reset rather than FIN: the kernel would otherwise keep the stalled bytes and the
         // socket alive until the peer read them all.
         boost::system::error_code lec;
@@ -749,8 +749,14 @@ class Connection final : public ClientConn {
         self->close("write timeout");
         return;
       }
-      self->arm_write_timer(self->opts_.write_timeout - elapsed);
+      self->arm_write_timer(self->write_timeout() - elapsed);
     });
+  }
+
+  // derper's privilegedWriteTimeout: a mesh peer carries every forwarded packet of its relay,
+  // so a stall there is worth waiting out far longer than one client's.
+  std::chrono::milliseconds write_timeout() const {
+    return is_mesh() ? opts_.mesh_write_timeout : opts_.write_timeout;
   }
 
   void arm_keep_alive() {

@@ -19,6 +19,7 @@
 
 #include "net/endpoint_text.h"
 #include "net/ip_prefix.h"
+#include "net/tcp_keepalive.h"
 #include "server/admission.h"
 #include "server/bootstrap_dns.h"
 #include "server/chunk_pool.h"
@@ -68,14 +69,8 @@ Result<tcp::endpoint> parse_listen_addr(const std::string& addr) {
 
 // derper's listener socket options: TCP keepalive and TCP_USER_TIMEOUT (PROTOCOL.md §4.7).
 void apply_tcp_options(tcp::socket& socket, const ServerOptions& o) {
-  boost::system::error_code ec;
   const int fd = socket.native_handle();
-  if (o.tcp_keepalive.count() > 0) {
-    socket.set_option(asio::socket_base::keep_alive(true), ec);
-    const int secs = static_cast<int>(std::max<int64_t>(1, o.tcp_keepalive.count() / 1000));
-    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof secs);
-    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof secs);
-  }
+  net::set_tcp_keepalive(fd, o.tcp_keepalive);
   if (o.tcp_user_timeout.count() > 0) {
     const unsigned ms = static_cast<unsigned>(o.tcp_user_timeout.count());
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);

@@ -16,6 +16,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/go_flags.h"
+#include "derp/client.h"
 #include "derp/key.h"
 #include "derp/server.h"
 
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
   std::string addr = "127.0.0.1:3340";
   std::string key_file = "derper.key";
   std::string mesh_file;
+  std::string mesh_ca_file;
   std::vector<std::string> mesh_with;
   int threads = 0;
   bool verbose = false;
@@ -136,11 +138,16 @@ int main(int argc, char** argv) {
   app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key")
       ->type_name("FILE");
   app.add_option("--mesh-with", mesh_with,
-                 "Relays to mesh with, comma-separated (derper's --mesh-with): host:port, "
-                 "host/dialhost, or http(s):// URLs; this relay's own address is skipped. "
-                 "Needs --mesh-psk-file")
+                 "Relays to mesh with, comma-separated (derper's --mesh-with): host[:port] "
+                 "(https://host[:port]/derp, as derper), host/dialhost, or http(s):// URLs as "
+                 "written; this relay's own address is skipped. Needs --mesh-psk-file")
       ->type_name("RELAYS")
       ->delimiter(',');
+  app.add_option("--mesh-ca-file", mesh_ca_file,
+                 "Mesh links also trust the CA certificates in this PEM file (peers with "
+                 "certificates from a private CA); the system store, or SSL_CERT_FILE, still "
+                 "applies")
+      ->type_name("FILE");
   non_negative("--threads", threads, "Event loops (0 = one per core)")
       ->type_name("N")
       ->capture_default_str();
@@ -276,6 +283,10 @@ int main(int argc, char** argv) {
           "value or -name=value, and booleans as -stun or -stun=false. derper flags it does "
           "not implement are refused with exit status 2, naming them:\n\n" +
           refused + ".",
+      .environment =
+          {{"SSL_CERT_FILE, SSL_CERT_DIR",
+            "OpenSSL's trusted roots for https:// mesh links, instead of the system's; "
+            "--mesh-ca-file adds to them."}},
   });
   if (auto code = cli.parse(args.argc(), args.argv())) return *code;
 
@@ -336,6 +347,12 @@ int main(int argc, char** argv) {
     if (!mesh) return cli.fail(mesh.error());
     opts.mesh_key = *mesh;
   }
+  if (!mesh_ca_file.empty()) {
+    if (mesh_with.empty()) cli.note("--mesh-ca-file has no effect without --mesh-with");
+    if (auto ca = check_ca_file(mesh_ca_file); !ca) {
+      return cli.fail(ca.error().wrap("--mesh-ca-file"));
+    }
+  }
 
   bool created = false;
   auto key = load_or_create_key_file(key_file, &created);  // its errors name the file
@@ -365,6 +382,7 @@ int main(int argc, char** argv) {
   opts.hostname = hostname;
   opts.http_port = cert_mode.empty() ? -1 : http_port;
   opts.mesh_with = mesh_with;
+  opts.mesh_ca_file = mesh_ca_file;
   static std::mutex log_mu;
   opts.log = [](std::string_view line) {
     std::lock_guard lock(log_mu);

@@ -16,6 +16,7 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/go_flags.h"
+#include "common/mesh_key_source.h"
 #include "derp/client.h"
 #include "derp/key.h"
 #include "derp/server.h"
@@ -135,12 +136,16 @@ int main(int argc, char** argv) {
                  "Default: derper.key in the current directory")
       ->type_name("FILE")
       ->capture_default_str();
-  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key")
-      ->type_name("FILE");
+  auto* mesh_file_opt =
+      app.add_option("--mesh-psk-file", mesh_file,
+                     "File holding the 64-hex mesh key. Not given: TAILSCALE_DERPER_MESH_KEY, "
+                     "else derper's /home/derp/keys/derp-mesh.key or $HOME/keys/derp-mesh.key "
+                     "if one exists; \"\" = none")
+          ->type_name("FILE");
   app.add_option("--mesh-with", mesh_with,
                  "Relays to mesh with, comma-separated (derper's --mesh-with): host[:port] "
                  "(https://host[:port]/derp, as derper), host/dialhost, or http(s):// URLs as "
-                 "written; this relay's own address is skipped. Needs --mesh-psk-file")
+                 "written; this relay's own address is skipped. Needs a mesh key")
       ->type_name("RELAYS")
       ->delimiter(',');
   app.add_option("--mesh-ca-file", mesh_ca_file,
@@ -284,7 +289,14 @@ int main(int argc, char** argv) {
           "not implement are refused with exit status 2, naming them:\n\n" +
           refused + ".",
       .environment =
-          {{"SSL_CERT_FILE, SSL_CERT_DIR",
+          {{tools::kMeshKeyEnv,
+            "The mesh key (64 hex digits) when --mesh-psk-file is not given. derper reads it "
+            "only with -dev, which derp-serve does not have."},
+           {tools::kMeshPathsEnv,
+            "Colon-separated paths searched for a mesh key file instead of derper's "
+            "/home/derp/keys/derp-mesh.key and $HOME/keys/derp-mesh.key (the first that exists "
+            "is used), when neither --mesh-psk-file nor TAILSCALE_DERPER_MESH_KEY is given."},
+           {"SSL_CERT_FILE, SSL_CERT_DIR",
             "OpenSSL's trusted roots for https:// mesh links, instead of the system's; "
             "--mesh-ca-file adds to them."}},
   });
@@ -339,14 +351,17 @@ int main(int argc, char** argv) {
   opts.fault_endpoint = fault_endpoint;
   // Every flag is checked, and the mesh key read, before anything is written: a refused
   // command line never leaves a new key file behind.
-  if (!mesh_with.empty() && mesh_file.empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "--mesh-with needs --mesh-psk-file"));
+  auto mesh = tools::choose_mesh_key(
+      tools::mesh_key_inputs_from_environment(mesh_file_opt->count() > 0, mesh_file));
+  if (!mesh) return cli.fail(mesh.error());  // names the file or the variable
+  if (!mesh_with.empty() && !mesh->key) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          fmt::format("--mesh-with needs --mesh-psk-file (or {}, or a key file "
+                                      "at derper's default path)",
+                                      tools::kMeshKeyEnv)));
   }
-  if (!mesh_file.empty()) {
-    auto mesh = load_mesh_key_file(mesh_file);  // its errors name the file
-    if (!mesh) return cli.fail(mesh.error());
-    opts.mesh_key = *mesh;
-  }
+  if (!mesh->note.empty()) cli.note(mesh->note);
+  if (mesh->key) opts.mesh_key = *mesh->key;
   if (!mesh_ca_file.empty()) {
     if (mesh_with.empty()) cli.note("--mesh-ca-file has no effect without --mesh-with");
     if (auto ca = check_ca_file(mesh_ca_file); !ca) {

@@ -48,8 +48,8 @@ class DerpServeMeshKey : public ::testing::Test {
     return a;
   }
   std::vector<std::string> serve_args(const std::vector<std::string>& extra) const {
-    std::vector<std::string> a = {kServeBin, "-a", "127.0.0.1:0", "--stun=false", "--threads", "1",
-                                  "-c", dir_ + "/relay.key"};
+    std::vector<std::string> a = {kServeBin,   "-a", "127.0.0.1:0", "--stun=false",
+                                  "--threads", "1",  "-c",          dir_ + "/relay.key"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -68,7 +68,8 @@ class DerpServeMeshKey : public ::testing::Test {
   }
 
   // Runs derp-serve to its exit (a refused command line).
-  ProcessResult refused(const std::vector<std::string>& env, const std::vector<std::string>& extra) {
+  ProcessResult refused(const std::vector<std::string>& env,
+                        const std::vector<std::string>& extra) {
     auto args = env_args(env);
     for (auto& a : serve_args(extra)) args.push_back(a);
     Process p("/usr/bin/env", args);
@@ -85,9 +86,8 @@ class DerpServeMeshKey : public ::testing::Test {
 };
 
 TEST_F(DerpServeMeshKey, TakesTheKeyFromTailscaleDerperMeshKey) {
-  const std::string url = start({"TAILSCALE_DERPER_MESH_KEY=" + hex('e'),
-                                 "DERP_SERVE_MESH_PSK_PATHS="},
-                                {});
+  const std::string url =
+      start({"TAILSCALE_DERPER_MESH_KEY=" + hex('e'), "DERP_SERVE_MESH_PSK_PATHS="}, {});
   ASSERT_FALSE(url.empty());
   EXPECT_TRUE(relay_->wait_for_line("mesh key from TAILSCALE_DERPER_MESH_KEY", kWait,
                                     Process::Stream::kStderr))
@@ -101,9 +101,8 @@ TEST_F(DerpServeMeshKey, MeshPskFileWinsOverTheVariableAndSaysSo) {
   const std::string url =
       start({"TAILSCALE_DERPER_MESH_KEY=" + hex('e')}, {"--mesh-psk-file", file});
   ASSERT_FALSE(url.empty());
-  EXPECT_TRUE(relay_->wait_for_line(
-      "TAILSCALE_DERPER_MESH_KEY ignored: --mesh-psk-file is given", kWait,
-      Process::Stream::kStderr))
+  EXPECT_TRUE(relay_->wait_for_line("TAILSCALE_DERPER_MESH_KEY ignored: --mesh-psk-file is given",
+                                    kWait, Process::Stream::kStderr))
       << relay_->err();
   EXPECT_EQ(watch_with(url, 'a'), 0);
   EXPECT_EQ(watch_with(url, 'e'), 7);
@@ -173,8 +172,8 @@ TEST_F(DerpServeMeshKey, MeshWithTheVariablesKeyLinksUp) {
   std::vector<std::unique_ptr<Process>> relays;
   std::string both;
   for (uint16_t p : ports) {
-    both += (both.empty() ? "" : ",") + std::string("http://127.0.0.1:") + std::to_string(p) +
-            "/derp";
+    both +=
+        (both.empty() ? "" : ",") + std::string("http://127.0.0.1:") + std::to_string(p) + "/derp";
   }
   for (size_t i = 0; i < 2; ++i) {
     auto args = env_args({"TAILSCALE_DERPER_MESH_KEY=" + hex('9')});
@@ -187,8 +186,7 @@ TEST_F(DerpServeMeshKey, MeshWithTheVariablesKeyLinksUp) {
     relays.push_back(std::make_unique<Process>("/usr/bin/env", args));
   }
   const std::string peer1 = "http://127.0.0.1:" + std::to_string(ports[1]) + "/derp";
-  EXPECT_TRUE(relays[0]->wait_for_line("mesh link to " + peer1 + " up", kWait))
-      << relays[0]->err();
+  EXPECT_TRUE(relays[0]->wait_for_line("mesh link to " + peer1 + " up", kWait)) << relays[0]->err();
 }
 
 }  // namespace mesh_key_sources

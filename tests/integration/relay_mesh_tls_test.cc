@@ -100,11 +100,11 @@ class MeshTls : public ::testing::Test {
     std::vector<std::string> args = {"-u", "SSL_CERT_FILE", "-u", "SSL_CERT_DIR"};
     if (!ssl_cert_file.empty()) args.push_back("SSL_CERT_FILE=" + ssl_cert_file);
     const std::vector<std::string> serve = {
-        kServeBin,       "-a",          addr(i),     "--stun=false",
-        "--threads",     "1",           "--http-port", "-1",
-        "--certmode",    "manual",      "--hostname",  "127.0.0.1",
-        "--certdir",     dir_,          "-c",          dir_ + "/relay" + std::to_string(i) + ".key",
-        "--mesh-psk-file", psk_file(),  "--mesh-with", mesh_with};
+        kServeBin,         "-a",       addr(i),       "--stun=false",
+        "--threads",       "1",        "--http-port", "-1",
+        "--certmode",      "manual",   "--hostname",  "127.0.0.1",
+        "--certdir",       dir_,       "-c",          dir_ + "/relay" + std::to_string(i) + ".key",
+        "--mesh-psk-file", psk_file(), "--mesh-with", mesh_with};
     args.insert(args.end(), serve.begin(), serve.end());
     args.insert(args.end(), extra.begin(), extra.end());
     auto p = std::make_unique<Process>("/usr/bin/env", args);
@@ -155,8 +155,9 @@ TEST_F(MeshTls, WithoutTheCaTheLinkFailsNamingTheCertificateProblem) {
   start_tls(0, "");
   start_tls(1, "");
   EXPECT_TRUE(logs_[0].wait_for("mesh link to " + https_url(1) + ": ")) << logs_[0].all();
-  EXPECT_TRUE(logs_[0].wait_for("certificate verify failed: unable to get local issuer "
-                                "certificate"))
+  EXPECT_TRUE(
+      logs_[0].wait_for("certificate verify failed: unable to get local issuer "
+                        "certificate"))
       << logs_[0].all();
   EXPECT_EQ(relays_[0]->counters()["gauge_mesh_peers_connected"], 0);
   if (saved) ::setenv("SSL_CERT_FILE", saved->c_str(), 1);
@@ -231,9 +232,9 @@ TEST_F(MeshTls, DerpServeRefusesAnUnreadableMeshCaFileBeforeWritingAnything) {
   const std::string key = dir_ + "/never.key";
   put_file(dir_ + "/not-pem.txt", "hello\n", 0644);
   for (const std::string& bad : {dir_ + "/missing.pem", dir_ + "/not-pem.txt"}) {
-    auto r = run_tool("derp-serve", {"-a", "127.0.0.1:0", "--stun=false", "-c", key,
-                                     "--mesh-psk-file", psk_file(), "--mesh-with", addr(1),
-                                     "--mesh-ca-file", bad});
+    auto r =
+        run_tool("derp-serve", {"-a", "127.0.0.1:0", "--stun=false", "-c", key, "--mesh-psk-file",
+                                psk_file(), "--mesh-with", addr(1), "--mesh-ca-file", bad});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("--mesh-ca-file: CA file " + bad), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

@@ -124,7 +124,8 @@ TEST_F(MeshKeyChoiceTest, BadInputsNameTheirSourceNeverTheKey) {
 TEST(MeshKeyInputs, DefaultPathsAreDerpersOrTheOverride) {
   const char* home = std::getenv("HOME");
   const char* paths = std::getenv(tools::kMeshPathsEnv);
-  const std::optional<std::string> saved_home = home ? std::optional<std::string>(home) : std::nullopt;
+  const std::optional<std::string> saved_home =
+      home ? std::optional<std::string>(home) : std::nullopt;
   const std::optional<std::string> saved_paths =
       paths ? std::optional<std::string>(paths) : std::nullopt;
 
@@ -140,10 +141,14 @@ TEST(MeshKeyInputs, DefaultPathsAreDerpersOrTheOverride) {
   in = tools::mesh_key_inputs_from_environment(false, "");
   EXPECT_TRUE(in.default_paths.empty());
 
-  if (saved_home) ::setenv("HOME", saved_home->c_str(), 1);
-  else ::unsetenv("HOME");
-  if (saved_paths) ::setenv(tools::kMeshPathsEnv, saved_paths->c_str(), 1);
-  else ::unsetenv(tools::kMeshPathsEnv);
+  if (saved_home)
+    ::setenv("HOME", saved_home->c_str(), 1);
+  else
+    ::unsetenv("HOME");
+  if (saved_paths)
+    ::setenv(tools::kMeshPathsEnv, saved_paths->c_str(), 1);
+  else
+    ::unsetenv(tools::kMeshPathsEnv);
 }
 
 }  // namespace mesh_config

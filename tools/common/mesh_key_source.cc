@@ -58,8 +58,8 @@ Result<MeshKeyChoice> choose_mesh_key(const MeshKeyInputs& in) {
     if (!key) return std::move(key).error();
     out.key = *key;
     out.source = "mesh key file " + path;
-    out.note = fmt::format("mesh key from {} (derper's default path; --mesh-psk-file \"\" skips it)",
-                           path);
+    out.note = fmt::format(
+        "mesh key from {} (derper's default path; --mesh-psk-file \"\" skips it)", path);
     return out;
   }
   return out;

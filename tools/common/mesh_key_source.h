@@ -18,10 +18,10 @@ inline constexpr const char* kMeshKeyEnv = "TAILSCALE_DERPER_MESH_KEY";
 inline constexpr const char* kMeshPathsEnv = "DERP_SERVE_MESH_PSK_PATHS";
 
 struct MeshKeyInputs {
-  bool flag_given = false;  // --mesh-psk-file on the command line, even as ""
-  std::string flag_file;    // its value
-  std::optional<std::string> env_key;       // TAILSCALE_DERPER_MESH_KEY, when set
-  std::vector<std::string> default_paths;   // searched in order when the flag is not given
+  bool flag_given = false;                 // --mesh-psk-file on the command line, even as ""
+  std::string flag_file;                   // its value
+  std::optional<std::string> env_key;      // TAILSCALE_DERPER_MESH_KEY, when set
+  std::vector<std::string> default_paths;  // searched in order when the flag is not given
 };
 
 struct MeshKeyChoice {

@@ -16,6 +16,8 @@
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/go_flags.h"
+#include "common/mesh_key_source.h"
+#include "derp/client.h"
 #include "derp/key.h"
 #include "derp/server.h"
 
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   std::string addr = "127.0.0.1:3340";
   std::string key_file = "derper.key";
   std::string mesh_file;
+  std::string mesh_ca_file;
   std::vector<std::string> mesh_with;
   int threads = 0;
   bool verbose = false;
@@ -136,14 +139,23 @@ int main(int argc, char** argv) {
                  "Default: derper.key in the current directory")
       ->type_name("FILE")
       ->capture_default_str();
-  app.add_option("--mesh-psk-file", mesh_file, "File holding the 64-hex mesh key")
-      ->type_name("FILE");
+  auto* mesh_file_opt =
+      app.add_option("--mesh-psk-file", mesh_file,
+                     "File holding the 64-hex mesh key. Not given: TAILSCALE_DERPER_MESH_KEY, "
+                     "else derper's /home/derp/keys/derp-mesh.key or $HOME/keys/derp-mesh.key "
+                     "if one exists; \"\" = none")
+          ->type_name("FILE");
   app.add_option("--mesh-with", mesh_with,
-                 "Relays to mesh with, comma-separated (derper's --mesh-with): host:port, "
-                 "host/dialhost, or http(s):// URLs; this relay's own address is skipped. "
-                 "Needs --mesh-psk-file")
+                 "Relays to mesh with, comma-separated (derper's --mesh-with): host[:port] "
+                 "(https://host[:port]/derp, as derper), host/dialhost, or http(s):// URLs as "
+                 "written; this relay's own address is skipped. Needs a mesh key")
       ->type_name("RELAYS")
       ->delimiter(',');
+  app.add_option("--mesh-ca-file", mesh_ca_file,
+                 "Mesh links also trust the CA certificates in this PEM file (peers with "
+                 "certificates from a private CA); the system store, or SSL_CERT_FILE, still "
+                 "applies")
+      ->type_name("FILE");
   non_negative("--threads", threads, "Event loops (0 = one per core)")
       ->type_name("N")
       ->capture_default_str();
@@ -286,6 +298,17 @@ int main(int argc, char** argv) {
           "value or -name=value, and booleans as -stun or -stun=false. derper flags it does "
           "not implement are refused with exit status 2, naming them:\n\n" +
           refused + ".",
+      .environment =
+          {{tools::kMeshKeyEnv,
+            "The mesh key (64 hex digits) when --mesh-psk-file is not given. derper reads it "
+            "only with -dev, which derp-serve does not have."},
+           {tools::kMeshPathsEnv,
+            "Colon-separated paths searched for a mesh key file instead of derper's "
+            "/home/derp/keys/derp-mesh.key and $HOME/keys/derp-mesh.key (the first that exists "
+            "is used), when neither --mesh-psk-file nor TAILSCALE_DERPER_MESH_KEY is given."},
+           {"SSL_CERT_FILE, SSL_CERT_DIR",
+            "OpenSSL's trusted roots for https:// mesh links, instead of the system's; "
+            "--mesh-ca-file adds to them."}},
   });
   if (auto code = cli.parse(args.argc(), args.argv())) return *code;
 
@@ -338,13 +361,22 @@ int main(int argc, char** argv) {
   opts.fault_endpoint = fault_endpoint;
   // Every flag is checked, and the mesh key read, before anything is written: a refused
   // command line never leaves a new key file behind.
-  if (!mesh_with.empty() && mesh_file.empty()) {
-    return cli.fail(Error(ErrorKind::kUsage, "--mesh-with needs --mesh-psk-file"));
+  auto mesh = tools::choose_mesh_key(
+      tools::mesh_key_inputs_from_environment(mesh_file_opt->count() > 0, mesh_file));
+  if (!mesh) return cli.fail(mesh.error());  // names the file or the variable
+  if (!mesh_with.empty() && !mesh->key) {
+    return cli.fail(Error(ErrorKind::kUsage,
+                          fmt::format("--mesh-with needs --mesh-psk-file (or {}, or a key file "
+                                      "at derper's default path)",
+                                      tools::kMeshKeyEnv)));
   }
-  if (!mesh_file.empty()) {
-    auto mesh = load_mesh_key_file(mesh_file);  // its errors name the file
-    if (!mesh) return cli.fail(mesh.error());
-    opts.mesh_key = *mesh;
+  if (!mesh->note.empty()) cli.note(mesh->note);
+  if (mesh->key) opts.mesh_key = *mesh->key;
+  if (!mesh_ca_file.empty()) {
+    if (mesh_with.empty()) cli.note("--mesh-ca-file has no effect without --mesh-with");
+    if (auto ca = check_ca_file(mesh_ca_file); !ca) {
+      return cli.fail(ca.error().wrap("--mesh-ca-file"));
+    }
   }
 
   bool created = false;
@@ -375,6 +407,7 @@ int main(int argc, char** argv) {
   opts.hostname = hostname;
   opts.http_port = cert_mode.empty() ? -1 : http_port;
   opts.mesh_with = mesh_with;
+  opts.mesh_ca_file = mesh_ca_file;
   static std::mutex log_mu;
   opts.log = [](std::string_view line) {
     std::lock_guard lock(log_mu);

@@ -126,7 +126,8 @@ class MeshLinkCutter {
   std::thread accept_thread_;
 };
 
-// Three relays meshed with each other; each config lists all three (itself included: skipped).
+// Three relays meshed with each other; each config lists all three (itself included: skipped),
+// as http:// URLs: a bare host:port would be https, as in derper.
 class Mesh3 : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -150,7 +151,7 @@ class Mesh3 : public ::testing::Test {
     o.mesh_stale_after = stale_after_;
     for (int j = 0; j < 3; ++j) {
       const uint16_t p = via_[i][j] ? via_[i][j]->port() : ports_[j];
-      o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+      o.mesh_with.push_back(url_of(p));  // plain-HTTP relays: explicit http:// URLs
     }
     o.log = logs_[i].sink();
     auto s = Server::start(std::move(o));
@@ -209,7 +210,7 @@ TEST_F(Mesh3, DeliversAcrossRelaysWithForwardPacket) {
   EXPECT_GE(counter(2, "packets_forwarded_in"), 1);
   EXPECT_EQ(counter(1, "packets_forwarded_out"), 0);  // A sends to C directly, not via B
   EXPECT_EQ(counter(0, "gauge_mesh_peers"), 2);
-  EXPECT_TRUE(logs_[0].wait_for("skipping 127.0.0.1:" + std::to_string(ports_[0])));
+  EXPECT_TRUE(logs_[0].wait_for("skipping " + url_of(ports_[0]) + " (this relay)"));
   // C's client is known at A as remote.
   EXPECT_GE(counter(0, "gauge_clients_remote"), 1);
 }

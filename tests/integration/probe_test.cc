@@ -672,7 +672,9 @@ class ProbeMesh : public ::testing::Test {
       o.threads = 1;
       if (meshed) {
         o.mesh_key = psk;
-        for (uint16_t p : ports) o.mesh_with.push_back("127.0.0.1:" + std::to_string(p));
+        for (uint16_t p : ports) {
+          o.mesh_with.push_back("http://127.0.0.1:" + std::to_string(p) + "/derp");
+        }
       }
       auto s = Server::start(std::move(o));
       ASSERT_TRUE(s) << s.error().message;

@@ -149,7 +149,8 @@ TEST(RelayStatusPage, MeshLinksWithNamesAndStateForLoopback) {
   const std::string b_addr = "127.0.0.1:" + std::to_string(b->port());
   ServerOptions oa;
   oa.mesh_key = key;
-  oa.mesh_with = {b_addr};
+  const std::string b_url = "http://" + b_addr + "/derp";  // a bare entry would mean https
+  oa.mesh_with = {b_url};
   auto a = start_relay(oa);
   ASSERT_TRUE(a);
   json j;
@@ -160,8 +161,8 @@ TEST(RelayStatusPage, MeshLinksWithNamesAndStateForLoopback) {
   EXPECT_EQ(j["mesh"]["peers"], 1);
   ASSERT_EQ(j["mesh"]["links"].size(), 1u);
   // Loopback requests are debug-allowed: the configured name and URL are shown.
-  EXPECT_EQ(j["mesh"]["links"][0]["name"], b_addr);
-  EXPECT_EQ(j["mesh"]["links"][0]["url"], "http://" + b_addr + "/derp");
+  EXPECT_EQ(j["mesh"]["links"][0]["name"], b_url);
+  EXPECT_EQ(j["mesh"]["links"][0]["url"], b_url);
   EXPECT_EQ(j["mesh"]["links"][0]["up"], true);
   b->stop();
   ASSERT_TRUE(eventually([&] {

@@ -240,6 +240,10 @@ class TlsConnection {
                                                                 const TlsDialOptions&);
 };
 
+// Loads a PEM file of extra roots as a client's ca_file is loaded: kUsage naming the file when
+// it cannot be read or holds no certificate. Lets a tool refuse a bad file before it starts.
+Result<void> check_ca_file(const std::string& path);
+
 // Dials the region's nodes as a region client does (map order, STUNOnly skipped, IPv4/IPv6
 // raced per node, "none"/explicit IPs, DERPPort, CertName name or sha256-raw pin,
 // InsecureForTests) and runs TLS on the first node that accepts TCP. No proxy. Errors: kUsage

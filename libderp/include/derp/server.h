@@ -40,10 +40,13 @@ struct ServerOptions {
   std::chrono::milliseconds handshake_timeout{10000};  // per handshake step and HTTP head
   std::chrono::milliseconds keep_alive{60000};         // KeepAlive period (+ up to 5 s jitter)
   MeshKey mesh_key;                          // zero = no mesh peers
-  // Relays to mesh with (derper's --mesh-with; needs mesh_key): "host:port" (plain HTTP),
-  // "host" (https on 443), "host/dialhost", or a full http(s):// URL. An entry naming this
-  // relay's own listen address is skipped. See docs/MESH.md.
+  // Relays to mesh with (derper's --mesh-with; needs mesh_key): "host[:port]" (as derper:
+  // https://host[:port]/derp), "host[:port]/dialhost", or a full http(s):// URL, kept as
+  // written. An entry naming this relay's own listen address is skipped. See docs/MESH.md.
   std::vector<std::string> mesh_with;
+  // PEM file of extra roots the mesh links trust on top of the system store (OpenSSL's, which
+  // SSL_CERT_FILE / SSL_CERT_DIR replace): peers with certificates from a private CA. "" = none.
+  std::string mesh_ca_file;
   // A mesh link down this long forgets the keys it reported (they get PeerGone if no other
   // link or local client has them). Meanwhile packets for a key also reported by another,
   // working link go there (derper's multiForwarder). 0 = keep them until the link resyncs.

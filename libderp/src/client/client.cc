@@ -676,6 +676,14 @@ struct Client::Impl {
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+Result<void> check_ca_file(const std::string& path) {
+  net::TlsClientConfig config;
+  config.ca_file = path;
+  auto ctx = net::make_tls_client_context(config);
+  if (!ctx) return std::move(ctx).error();
+  return {};
+}
+
 Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   if (sodium_init() < 0) return Error(ErrorKind::kInternal, "libsodium failed to initialise");
   if (options.private_key.is_zero()) {

@@ -13,6 +13,14 @@ namespace derp::server {
 
 namespace {
 constexpr size_t kForwardQueueDepth = 512;
+
+// "host:port" of "scheme://host:port/path" (the whole authority when there is no path).
+std::string url_authority(const std::string& url) {
+  const auto start = url.find("://");
+  if (start == std::string::npos) return "";
+  const auto end = url.find_first_of("/?#", start + 3);
+  return url.substr(start + 3, end == std::string::npos ? std::string::npos : end - start - 3);
+}
 }  // namespace
 
 Result<MeshTarget> parse_mesh_target(const std::string& entry) {
@@ -36,21 +44,24 @@ Result<MeshTarget> parse_mesh_target(const std::string& entry) {
       return bad("want host, host:port, host/dialhost or an http(s):// URL");
     }
   }
-  // With an explicit port it is one of our plain-HTTP relays (derp-serve); a bare host name is
-  // a derper on 443, as derper's own mesh dials it.
-  const auto colon = dial.rfind(':');
-  const bool has_port = colon != std::string::npos && dial.find(']', colon) == std::string::npos;
-  if (has_port) {
-    t.url = "http://" + dial + "/derp";
-  } else {
-    t.url = "https://" + dial + "/derp";
-  }
+  // derper dials every entry as https://ENTRY/derp: mesh links between relays are always TLS.
+  // A plain-HTTP peer (a test relay) is named by an explicit http:// URL instead.
+  const auto port_of = [](const std::string& h) -> std::string {
+    const auto colon = h.rfind(':');
+    if (colon == std::string::npos || h.find(']', colon) != std::string::npos) return "";
+    return h.substr(colon);  // ":PORT"
+  };
+  const std::string host_port = port_of(host);
   if (host != dial) {
-    // The certificate name is the host part, without a port.
-    const auto c = host.rfind(':');
-    t.cert_name = (c == std::string::npos || host.find(']') != std::string::npos) ? host
-                                                                                 : host.substr(0, c);
+    // derper's host/dialhost: the URL is host's, only the TCP dial goes to dialhost, on the
+    // URL's port. The certificate must be valid for the host part, without a port.
+    if (!host_port.empty() && port_of(dial).empty()) dial += host_port;
+    t.cert_name = host.substr(0, host.size() - host_port.size());
+    if (t.cert_name.size() > 2 && t.cert_name.front() == '[' && t.cert_name.back() == ']') {
+      t.cert_name = t.cert_name.substr(1, t.cert_name.size() - 2);
+    }
   }
+  t.url = "https://" + dial + "/derp";
   return t;
 }
 
@@ -69,6 +80,7 @@ class MeshLink final : public Forwarder {
     co.private_key = opts_.private_key;  // derper meshes under the relay's own key
     co.server_url = target_.url;
     co.cert_name = target_.cert_name;
+    co.ca_file = opts_.mesh_ca_file;  // on top of the system store (or SSL_CERT_FILE)
     co.mesh_key = opts_.mesh_key;
     co.connect_timeout = std::chrono::milliseconds(5000);
     co.write_timeout = std::chrono::milliseconds(5000);
@@ -228,8 +240,10 @@ Result<void> Mesh::start() {
   for (const auto& entry : opts_.mesh_with) {
     auto t = parse_mesh_target(entry);
     if (!t) return std::move(t).error();
-    // Our own host:port, whatever the scheme (plain HTTP or TLS relay).
-    if (entry == self_addr_ || t->url.find("://" + self_addr_ + "/") != std::string::npos) {
+    // Our own host:port, whatever the scheme (plain HTTP or TLS relay). derper has no such
+    // check: it dials its own name and drops the link on seeing its own key, which the watch
+    // loop does here too (ignore_server_key) for a name we cannot recognise.
+    if (entry == self_addr_ || url_authority(t->url) == self_addr_) {
       if (opts_.log) opts_.log(fmt::format("mesh: skipping {} (this relay)", entry));
       continue;
     }

@@ -21,9 +21,9 @@
 
 namespace derp::server {
 
-// One --mesh-with entry made into a URL to dial: "host:port" → http://host:port/derp,
-// "host" → https://host/derp (derper), "host/dialhost" → dial dialhost, expect host's
-// certificate; full http(s):// URLs are kept.
+// One --mesh-with entry made into a URL to dial, as derper does: "host[:port]" →
+// https://host[:port]/derp, "host[:port]/dialhost" → dial dialhost on that port, expect host's
+// certificate; full http(s):// URLs are kept as written (http:// for plain-HTTP test relays).
 struct MeshTarget {
   std::string entry;      // as written
   std::string url;        // what the client dials

@@ -63,6 +63,15 @@ TEST(TokenBucket, AClockStepBackMintsNothing) {
   EXPECT_NEAR(b.available(t0 + 1100ms), 1, 1e-9);  // counted from t0 + 1s, not from t0
 }
 
+TEST(TokenBucket, TakeMayGoIntoDebtThatLaterWaitsPayOff) {
+  TokenBucket b(100, 50, t0);
+  b.take(150, t0);  // a cost over the burst, from a full bucket
+  EXPECT_DOUBLE_EQ(b.available(t0), -100);
+  EXPECT_EQ(b.wait_for(50, t0), std::chrono::nanoseconds(1500ms) + 1ns);
+  EXPECT_FALSE(b.try_take(1, t0 + 1s));
+  EXPECT_NEAR(b.available(t0 + 1s), 0, 1e-9);
+}
+
 TEST(TokenBucket, CanStartWithFewerTokens) {
   TokenBucket b(2, 4, t0, 0);
   EXPECT_DOUBLE_EQ(b.available(t0), 0);

@@ -25,6 +25,7 @@
 
 #include "client/dial.h"
 #include "client/messages.h"
+#include "codec/token_bucket.h"
 #include "net/client_stream.h"
 #include "net/dial_deadline.h"
 #include "net/error_text.h"
@@ -89,11 +90,8 @@ struct Conn {
   bool dead = false;            // (mu)
   std::optional<Error> error;   // (mu) why it died
   bool reader_waiting = false;  // (mu) reader is parked until recv() makes room
-  // (mu) §7.6: the token bucket this connection's ServerInfo advertised (rate 0 = none).
-  double bucket_rate = 0;
-  double bucket_burst = 0;
-  double bucket_tokens = 0;
-  Clock::time_point bucket_filled{};
+  // (mu) §7.6: the token bucket this connection's ServerInfo advertised (none: no pacing).
+  std::optional<TokenBucket> bucket;
 };
 
 // co_spawn wants a default-constructible result.
@@ -396,11 +394,11 @@ struct Client::Impl {
         after.insert(after.end(), f.begin(), f.begin() + encode_watch_conns(f));
       }
       if (server_info->token_bucket_bytes_per_second > 0) {
-        c->bucket_rate = static_cast<double>(server_info->token_bucket_bytes_per_second);
-        c->bucket_burst =
-            static_cast<double>(std::max<int64_t>(0, server_info->token_bucket_bytes_burst));
-        c->bucket_tokens = c->bucket_burst;  // a fresh bucket is full, as Go's rate.Limiter
-        c->bucket_filled = Clock::now();
+        // A fresh bucket is full, as Go's rate.Limiter.
+        c->bucket.emplace(
+            static_cast<double>(server_info->token_bucket_bytes_per_second),
+            static_cast<double>(std::max<int64_t>(0, server_info->token_bucket_bytes_burst)),
+            Clock::now());
       }
       conn = c;
       generation = gen;
@@ -624,27 +622,25 @@ struct Client::Impl {
   // error to the write, when c dies; kClosed when the client closes meanwhile.
   Result<void> pace_send(const std::shared_ptr<Conn>& c, size_t bytes) {
     std::unique_lock lk(mu);
-    if (c->bucket_rate <= 0) return {};
+    if (!c->bucket) return {};
     const double charge = static_cast<double>(bytes);
-    const double need = std::min(charge, c->bucket_burst);
+    const double need = std::min(charge, c->bucket->burst());
     std::optional<Clock::time_point> wait_began;
     for (;;) {
       if (closed) return closed_err();
       if (c->dead) return {};
       const auto now = Clock::now();
-      const double earned =
-          std::chrono::duration<double>(now - c->bucket_filled).count() * c->bucket_rate;
-      c->bucket_tokens = std::min(c->bucket_burst, c->bucket_tokens + earned);
-      c->bucket_filled = now;
-      if (c->bucket_tokens >= need) break;
+      const auto missing = c->bucket->wait_for(need, now);  // finite: need ≤ the burst
+      if (missing.count() == 0) {
+        c->bucket->take(charge, now);
+        break;
+      }
       if (!wait_began) {
         wait_began = now;
         ++stats.send_rate_waits;
       }
-      const std::chrono::duration<double> missing((need - c->bucket_tokens) / c->bucket_rate);
-      cv.wait_for(lk, std::chrono::ceil<Clock::duration>(missing));  // close() notifies cv
+      cv.wait_for(lk, missing);  // close() notifies cv
     }
-    c->bucket_tokens -= charge;
     if (wait_began) stats.send_rate_waited += Clock::now() - *wait_began;
     return {};
   }

@@ -41,6 +41,14 @@ class TokenBucket {
     return true;
   }
 
+  // Takes `cost` whatever is there: the bucket may go into debt, which later takes wait off,
+  // so the long-run rate holds for costs above the burst (a client paced by §7.6 sends a
+  // packet bigger than the burst once the bucket is full).
+  void take(double cost, TimePoint now) {
+    refill(now);
+    tokens_ -= cost;
+  }
+
   // How long from `now` until `cost` tokens are there (zero when they are). A cost above the
   // burst, or any shortfall with rate 0, never fits: nanoseconds::max().
   std::chrono::nanoseconds wait_for(double cost, TimePoint now) {

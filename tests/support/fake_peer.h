@@ -47,7 +47,7 @@ class FakePeer final : public server::ClientConn {
   }
 
   // Joins the relay (what a good ClientInfo does).
-  void join() { core_.relay.register_client(std::static_pointer_cast<ClientConn>(shared_from_this())); }
+  void join() { core_.relay.register_client(shared_from_this()); }
   // Leaves it (what the end of the connection does).
   void leave() {
     shut_queues();
@@ -56,6 +56,9 @@ class FakePeer final : public server::ClientConn {
 
   // The bytes arrive in one read. Returns the bytes consumed, or the error that closes.
   Result<size_t> feed(std::span<const uint8_t> bytes) {
+    if (bytes.size() > server::ChunkPool::kChunkSize) {
+      return Error(ErrorKind::kUsage, "FakePeer::feed: more than one read chunk");
+    }
     server::Chunk* c = core_.pool.acquire();
     std::memcpy(c->data(), bytes.data(), bytes.size());
     auto r = process_frames(c, c->data(), bytes.size());

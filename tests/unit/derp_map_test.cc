@@ -18,8 +18,8 @@ constexpr std::string_view kSection8Map = R"({
       "RegionName": "My DERP",
       "Nodes": [
         {"Name": "900a", "RegionID": 900, "HostName": "derp.example.com",
-         "IPv4": "203.0.113.10", "IPv6": "2001:db8::10", "CanPort80": true},
-        {"Name": "900b", "RegionID": 900, "HostName": "203.0.113.11",
+         "IPv4": "127.0.113.10", "IPv6": "::1", "CanPort80": true},
+        {"Name": "900b", "RegionID": 900, "HostName": "127.0.113.11",
          "CertName": "sha256-raw:<64 hex>", "IPv6": "none", "DERPPort": 8443, "STUNPort": 3479},
         {"Name": "900s", "RegionID": 900, "HostName": "stun.example.com", "STUNOnly": true}
       ]
@@ -66,15 +66,15 @@ TEST(DerpMap, ParsesTheSection8Example) {
   EXPECT_EQ(a.name, "900a");
   EXPECT_EQ(a.region_id, 900);
   EXPECT_EQ(a.host_name, "derp.example.com");
-  EXPECT_EQ(a.ipv4, "203.0.113.10");
-  EXPECT_EQ(a.ipv6, "2001:db8::10");
+  EXPECT_EQ(a.ipv4, "127.0.113.10");
+  EXPECT_EQ(a.ipv6, "::1");
   EXPECT_TRUE(a.can_port80);
   EXPECT_EQ(a.derp_port, 0);
   EXPECT_EQ(a.stun_port, 0);
   EXPECT_FALSE(a.stun_only);
 
   const DERPNode& b = r.nodes[1];
-  EXPECT_EQ(b.host_name, "203.0.113.11");
+  EXPECT_EQ(b.host_name, "127.0.113.11");
   EXPECT_EQ(b.cert_name, "sha256-raw:<64 hex>");
   EXPECT_EQ(b.ipv4, "");
   EXPECT_EQ(b.ipv6, "none");
@@ -112,8 +112,8 @@ TEST(DerpMap, RoundTripsEveryField) {
   DERPNode n = node("derp10.example.com");
   n.region_id = 10;
   n.cert_name = "derp10.example.com";
-  n.ipv4 = "198.51.100.1";
-  n.ipv6 = "2001:db8::1";
+  n.ipv4 = "127.51.100.1";
+  n.ipv6 = "::1";
   n.stun_port = -1;
   n.stun_only = true;
   n.derp_port = 8443;
@@ -332,38 +332,38 @@ TEST(DerpMapNode, UrlOmitsPort443) {
   EXPECT_EQ(node_url(n), "https://derp.example.com/derp");
   n.derp_port = 8443;
   EXPECT_EQ(node_url(n), "https://derp.example.com:8443/derp");
-  n.host_name = "2001:db8::1";
-  EXPECT_EQ(node_url(n), "https://[2001:db8::1]:8443/derp");
+  n.host_name = "::1";
+  EXPECT_EQ(node_url(n), "https://[::1]:8443/derp");
   n.derp_port = 0;
-  EXPECT_EQ(node_url(n), "https://[2001:db8::1]/derp");
+  EXPECT_EQ(node_url(n), "https://[::1]/derp");
 }
 
 TEST(DerpMapNode, RecognisesIpLiterals) {
-  EXPECT_TRUE(is_ip_literal("203.0.113.10"));
-  EXPECT_TRUE(is_ip_literal("2001:db8::10"));
-  EXPECT_TRUE(is_ip_literal("::ffff:1.2.3.4"));
-  EXPECT_TRUE(is_ip_literal("fe80::1%eth0"));
-  EXPECT_FALSE(is_ip_literal("fe80::1%"));
-  EXPECT_FALSE(is_ip_literal("1.2.3.4%eth0"));
+  EXPECT_TRUE(is_ip_literal("127.0.113.10"));
+  EXPECT_TRUE(is_ip_literal("::1"));
+  EXPECT_TRUE(is_ip_literal("::ffff:127.2.3.4"));
+  EXPECT_TRUE(is_ip_literal("::1%lo"));
+  EXPECT_FALSE(is_ip_literal("::1%"));
+  EXPECT_FALSE(is_ip_literal("127.2.3.4%lo"));
   EXPECT_FALSE(is_ip_literal("none"));
   EXPECT_FALSE(is_ip_literal(""));
   EXPECT_FALSE(is_ip_literal("1.2.3"));
-  EXPECT_FALSE(is_ip_literal("1.2.3.256"));
-  EXPECT_FALSE(is_ip_literal("[2001:db8::1]"));
+  EXPECT_FALSE(is_ip_literal("127.2.3.256"));
+  EXPECT_FALSE(is_ip_literal("[::1]"));
   EXPECT_FALSE(is_ip_literal("derp.example.com"));
-  EXPECT_FALSE(is_ip_literal(std::string_view("1.2.3.4\0", 8)));
-  EXPECT_EQ(ip_literal_family("1.2.3.4"), IpFamily::kV4);
-  EXPECT_EQ(ip_literal_family("::ffff:1.2.3.4"), IpFamily::kV6);  // as Go's Is6
+  EXPECT_FALSE(is_ip_literal(std::string_view("127.2.3.4\0", 10)));
+  EXPECT_EQ(ip_literal_family("127.2.3.4"), IpFamily::kV4);
+  EXPECT_EQ(ip_literal_family("::ffff:127.2.3.4"), IpFamily::kV6);  // as Go's Is6
 }
 
 TEST(DerpMapNode, DialsFixedIpOfTheFamily) {
   DERPNode n = node("derp.example.com");
-  n.ipv4 = "203.0.113.10";
-  n.ipv6 = "2001:db8::10";
+  n.ipv4 = "127.0.113.10";
+  n.ipv6 = "::1";
   EXPECT_EQ(node_dial_target(n, IpFamily::kV4),
-            (DialTarget{DialTarget::Kind::kDialIp, "203.0.113.10"}));
+            (DialTarget{DialTarget::Kind::kDialIp, "127.0.113.10"}));
   EXPECT_EQ(node_dial_target(n, IpFamily::kV6),
-            (DialTarget{DialTarget::Kind::kDialIp, "2001:db8::10"}));
+            (DialTarget{DialTarget::Kind::kDialIp, "::1"}));
 }
 
 TEST(DerpMapNode, ResolvesHostNameWhenFieldIsEmpty) {
@@ -377,36 +377,36 @@ TEST(DerpMapNode, ResolvesHostNameWhenFieldIsEmpty) {
 TEST(DerpMapNode, SkipsFamilyWhenFieldIsNotAnIpOfIt) {
   DERPNode n = node("derp.example.com");
   n.ipv4 = "none";
-  n.ipv6 = "203.0.113.10";  // an IPv4 literal in the IPv6 field disables IPv6
+  n.ipv6 = "127.0.113.10";  // an IPv4 literal in the IPv6 field disables IPv6
   EXPECT_EQ(node_dial_target(n, IpFamily::kV4).kind, DialTarget::Kind::kSkip);
   EXPECT_EQ(node_dial_target(n, IpFamily::kV6).kind, DialTarget::Kind::kSkip);
-  n.ipv4 = "2001:db8::1";
+  n.ipv4 = "::1";
   EXPECT_EQ(node_dial_target(n, IpFamily::kV4).kind, DialTarget::Kind::kSkip);
 }
 
 TEST(DerpMapNode, IpLiteralHostNameIsDialedOnlyInItsFamily) {
-  // §8's node 900b: HostName 203.0.113.11, IPv6 "none".
+  // §8's node 900b: HostName 127.0.113.11, IPv6 "none".
   const DERPMap m = parse_ok(kSection8Map);
   const DERPNode& b = m.regions.at(900).nodes[1];
   EXPECT_EQ(node_dial_target(b, IpFamily::kV4),
-            (DialTarget{DialTarget::Kind::kDialIp, "203.0.113.11"}));
+            (DialTarget{DialTarget::Kind::kDialIp, "127.0.113.11"}));
   EXPECT_EQ(node_dial_target(b, IpFamily::kV6).kind, DialTarget::Kind::kSkip);
-  DERPNode v6 = node("2001:db8::20");
+  DERPNode v6 = node("::1");
   EXPECT_EQ(node_dial_target(v6, IpFamily::kV4).kind, DialTarget::Kind::kSkip);
   EXPECT_EQ(node_dial_target(v6, IpFamily::kV6),
-            (DialTarget{DialTarget::Kind::kDialIp, "2001:db8::20"}));
+            (DialTarget{DialTarget::Kind::kDialIp, "::1"}));
 }
 
 TEST(DerpMapNode, StunTargetPrefersStunTestIp) {
   DERPNode n = node("derp.example.com");
-  n.ipv4 = "203.0.113.10";
+  n.ipv4 = "127.0.113.10";
   n.stun_test_ip = "127.0.0.1";
   EXPECT_EQ(node_stun_target(n, IpFamily::kV4),
             (DialTarget{DialTarget::Kind::kDialIp, "127.0.0.1"}));
   EXPECT_EQ(node_stun_target(n, IpFamily::kV6).kind, DialTarget::Kind::kSkip);
   n.stun_test_ip = "";
   EXPECT_EQ(node_stun_target(n, IpFamily::kV4),
-            (DialTarget{DialTarget::Kind::kDialIp, "203.0.113.10"}));
+            (DialTarget{DialTarget::Kind::kDialIp, "127.0.113.10"}));
   EXPECT_EQ(node_stun_target(n, IpFamily::kV6),
             (DialTarget{DialTarget::Kind::kResolve, "derp.example.com"}));
   n.stun_port = -1;

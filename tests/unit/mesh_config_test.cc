@@ -24,8 +24,8 @@ TEST(MeshTarget, EntriesBecomeUrlsAsDerperDialsThem) {
       {"derp1.example.invalid", "https://derp1.example.invalid/derp", ""},
       {"[::1]:8443", "https://[::1]:8443/derp", ""},
       // host/dialhost: dial the second part on the first part's port, verify the first part.
-      {"derp1.example.invalid/10.0.0.1", "https://10.0.0.1/derp", "derp1.example.invalid"},
-      {"derp1.example.invalid:8443/10.0.0.1", "https://10.0.0.1:8443/derp",
+      {"derp1.example.invalid/127.0.0.2", "https://127.0.0.2/derp", "derp1.example.invalid"},
+      {"derp1.example.invalid:8443/127.0.0.2", "https://127.0.0.2:8443/derp",
        "derp1.example.invalid"},
       {"[::1]:8443/127.0.0.1", "https://127.0.0.1:8443/derp", "::1"},
       // URLs are taken as written, plain http:// included (test relays).
